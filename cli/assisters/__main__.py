@@ -1,0 +1,4 @@
+from assisters.commands import main
+
+if __name__ == "__main__":
+    main()

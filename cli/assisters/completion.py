@@ -1,0 +1,377 @@
+"""What the events of a chat completion stream mean.
+
+:class:`CompletionAccumulator` takes SSE items (or one non-streamed JSON reply)
+and keeps what a user may want from them: the text of every choice (selected by
+its ``index`` field, never by position), reasoning, tool calls, the finish
+reason, the last non-null usage, and whether the answer is complete.
+
+Completion rules (the shared SSE corpus conventions):
+
+* complete = ``data: [DONE]`` arrived, or choice 0 got a non-null
+  ``finish_reason`` other than ``"error"``; ``[DONE]`` missing after a finish
+  reason is complete with a warning;
+* neither = incomplete, an error that keeps the partial text;
+* ``event: error``, a non-null top-level ``error``, ``finish_reason: "error"``
+  and an SSE line whose field is ``error`` are errors even if ``[DONE]`` follows;
+* a data payload that is not JSON is counted; a stream that had any is a
+  protocol error once it ends (the text around it is still shown).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from assisters.errors import (
+    AssistersError,
+    IncompleteStream,
+    ProtocolError,
+    StreamError,
+)
+from assisters.sse import Comment, Event, Field, Item
+
+
+@dataclass
+class ChoiceState:
+    """Everything one choice has received so far."""
+
+    index: int
+    role: str = "assistant"
+    content: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    finish_reason: str | None = None
+    _tool_slots: dict[int, int] = field(default_factory=dict)
+    _current_tool: int | None = None
+
+    def add_tool_call_deltas(self, deltas: list[Any]) -> None:
+        """Fragments are keyed by their ``index``; a missing index continues the
+        current call, and a new ``id`` at an index in use starts a new call."""
+        for delta in deltas:
+            if not isinstance(delta, dict):
+                continue
+            slot = self._slot_for(delta)
+            call = self.tool_calls[slot]
+            if delta.get("id"):
+                call["id"] = delta["id"]
+            if delta.get("type"):
+                call["type"] = delta["type"]
+            fn = delta.get("function")
+            if isinstance(fn, dict):
+                call["function"]["name"] += fn.get("name") or ""
+                call["function"]["arguments"] += fn.get("arguments") or ""
+            self._current_tool = slot
+
+    def _slot_for(self, delta: dict[str, Any]) -> int:
+        index = delta.get("index")
+        if index is None:
+            slot = self._current_tool
+        else:
+            slot = self._tool_slots.get(index)
+            new_id = delta.get("id")
+            if slot is not None and new_id and self.tool_calls[slot]["id"] not in ("", new_id):
+                slot = None
+        if slot is None:
+            self.tool_calls.append(
+                {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+            )
+            slot = len(self.tool_calls) - 1
+            if index is not None:
+                self._tool_slots[index] = slot
+        return slot
+
+    def message(self) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": self.role, "content": "".join(self.content) or None}
+        if self.reasoning:
+            message["reasoning_content"] = "".join(self.reasoning)
+        if self.tool_calls:
+            message["tool_calls"] = self.tool_calls
+        return message
+
+
+def error_message(payload: Any) -> str | None:
+    """The server's own words from an error body: ``error.message``, ``error``
+    when it is a string, ``message``, then ``detail``."""
+    if not isinstance(payload, dict):
+        return None
+    err = payload.get("error")
+    if isinstance(err, dict):
+        msg = err.get("message")
+        if isinstance(msg, str) and msg:
+            return msg
+    if isinstance(err, str) and err:
+        return err
+    msg = payload.get("message")
+    if isinstance(msg, str) and msg:
+        return msg
+    detail = payload.get("detail")
+    if isinstance(detail, str) and detail:
+        return detail
+    if isinstance(detail, list) and detail:  # FastAPI validation errors
+        first = detail[0]
+        if isinstance(first, dict) and isinstance(first.get("msg"), str):
+            return first["msg"]
+    if isinstance(err, dict):
+        return orjson.dumps(err).decode()
+    return None
+
+
+def error_http_status(payload: Any) -> int | None:
+    """An HTTP-like status carried inside an error object (``code`` or ``status``)."""
+    if not isinstance(payload, dict):
+        return None
+    err = payload.get("error")
+    for source in (err, payload):
+        if isinstance(source, dict):
+            for key in ("code", "status"):
+                value = source.get(key)
+                if isinstance(value, int) and 400 <= value <= 599:
+                    return value
+    return None
+
+
+def parse_json(data: str | bytes) -> Any:
+    """orjson.loads, with ``None`` for data that is not JSON."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+
+
+class CompletionAccumulator:
+    """Interprets a chat completion stream; see the module docstring for the rules.
+
+    ``apply`` is on the per-event path: new text of choice 0 is appended to
+    ``new_text`` and new reasoning to ``new_reasoning`` for the caller to take
+    after each network read. ``stopped`` becomes true at ``[DONE]`` or at the
+    first error, when reading should end.
+    """
+
+    def __init__(self) -> None:
+        self.choices: dict[int, ChoiceState] = {}
+        self.usage: dict[str, Any] | None = None
+        self.meta: dict[str, Any] = {}
+        self.done = False
+        self.error: StreamError | None = None
+        self.events = 0
+        self.bad_payloads: list[str] = []
+        self.unknown_lines: list[str] = []
+        self.new_text: list[str] = []
+        self.new_reasoning: list[str] = []
+
+    @property
+    def stopped(self) -> bool:
+        return self.done or self.error is not None
+
+    @property
+    def finish_reason(self) -> str | None:
+        choice = self.choices.get(0)
+        return choice.finish_reason if choice else None
+
+    @property
+    def text(self) -> str:
+        choice = self.choices.get(0)
+        return "".join(choice.content) if choice else ""
+
+    def apply(self, item: Item) -> None:
+        if self.stopped:
+            return
+        if type(item) is Event:
+            self._event(item)
+        elif type(item) is Field:
+            self._field(item)
+        elif not isinstance(item, Comment):
+            raise TypeError(f"not an SSE item: {item!r}")
+
+    def _event(self, event: Event) -> None:
+        data = event.data
+        self.events += 1
+        if event.type == "error":
+            self._fail(parse_json(data), data)
+            return
+        if not data:
+            return
+        if data.startswith("[DONE]"):
+            self.done = True
+            return
+        chunk = parse_json(data)
+        if not isinstance(chunk, dict):
+            self.bad_payloads.append(data)
+            return
+        self.apply_chunk(chunk)
+
+    def _field(self, item: Field) -> None:
+        if item.name == "error":
+            self._fail(parse_json(item.value), item.value)
+        else:
+            self.unknown_lines.append(f"{item.name}:{item.value}" if item.value else item.name)
+
+    def _fail(self, payload: Any, raw: str) -> None:
+        message = error_message(payload) or raw.strip() or "the server reported an error"
+        self.error = StreamError(message, error_http_status(payload))
+
+    def apply_chunk(self, chunk: dict[str, Any]) -> None:
+        """One ``chat.completion.chunk`` object."""
+        if not self.meta:
+            self._keep_meta(chunk)
+        usage = chunk.get("usage")
+        if usage:
+            self.usage = usage
+        choices = chunk.get("choices")
+        if choices:
+            for choice in choices:
+                if isinstance(choice, dict):
+                    self._choice_delta(choice)
+        if chunk.get("error") is not None:
+            self._fail(chunk, orjson.dumps(chunk["error"]).decode())
+        elif self.finish_reason == "error":
+            self._fail(chunk, "the server ended the answer with finish_reason 'error'")
+
+    def _choice_delta(self, choice: dict[str, Any]) -> None:
+        index = choice.get("index") or 0
+        state = self.choices.get(index)
+        if state is None:
+            state = self.choices[index] = ChoiceState(index)
+        delta = choice.get("delta")
+        if isinstance(delta, dict):
+            content = delta.get("content")
+            if content and isinstance(content, str):
+                state.content.append(content)
+                if index == 0:
+                    self.new_text.append(content)
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            if reasoning and isinstance(reasoning, str):
+                state.reasoning.append(reasoning)
+                if index == 0:
+                    self.new_reasoning.append(reasoning)
+            tool_calls = delta.get("tool_calls")
+            if tool_calls and isinstance(tool_calls, list):
+                state.add_tool_call_deltas(tool_calls)
+            if delta.get("role"):
+                state.role = delta["role"]
+        finish = choice.get("finish_reason")
+        if finish:
+            state.finish_reason = finish
+
+    def _keep_meta(self, chunk: dict[str, Any]) -> None:
+        for key in ("id", "model", "created", "system_fingerprint"):
+            if chunk.get(key):
+                self.meta[key] = chunk[key]
+
+    def apply_completion(self, body: Any) -> None:
+        """A whole non-streamed reply: a ``chat.completion`` or an error object."""
+        if not isinstance(body, dict):
+            raise ProtocolError("the server's JSON reply is not a chat completion object")
+        if body.get("error") is not None or "choices" not in body:
+            message = error_message(body)
+            if message is None:
+                raise ProtocolError("the server's JSON reply is not a chat completion object")
+            self.error = StreamError(message, error_http_status(body))
+            return
+        self._keep_meta(body)
+        if body.get("usage"):
+            self.usage = body["usage"]
+        for choice in body.get("choices") or []:
+            if not isinstance(choice, dict):
+                continue
+            index = choice.get("index") or 0
+            state = self.choices.setdefault(index, ChoiceState(index))
+            message = choice.get("message") or {}
+            content = message.get("content")
+            if isinstance(content, str) and content:
+                state.content.append(content)
+                if index == 0:
+                    self.new_text.append(content)
+            reasoning = message.get("reasoning_content") or message.get("reasoning")
+            if isinstance(reasoning, str) and reasoning:
+                state.reasoning.append(reasoning)
+                if index == 0:
+                    self.new_reasoning.append(reasoning)
+            if isinstance(message.get("tool_calls"), list):
+                state.tool_calls = message["tool_calls"]
+            state.finish_reason = choice.get("finish_reason")
+        self.done = True
+
+    def take_text(self) -> str:
+        text = "".join(self.new_text)
+        self.new_text.clear()
+        return text
+
+    def take_reasoning(self) -> str:
+        text = "".join(self.new_reasoning)
+        self.new_reasoning.clear()
+        return text
+
+    def outcome(self, transport_error: AssistersError | None = None) -> list[str]:
+        """Apply the completion rules at the end of the stream.
+
+        Returns warning lines for a complete answer; raises for an error or an
+        incomplete one. ``transport_error`` is how the connection broke, if it did.
+        """
+        if self.error is not None:
+            raise self.error
+        finish = self.finish_reason
+        complete = self.done or (finish is not None and finish != "error")
+        if not complete:
+            raise self._incomplete_error(transport_error)
+        warnings = []
+        if not self.done:
+            warnings.append(
+                f"warning: the stream ended without [DONE] after finish_reason '{finish}'"
+                " (a trailing usage chunk may have been lost)"
+            )
+        if self.bad_payloads:
+            excerpt = one_line(self.bad_payloads[0])
+            raise ProtocolError(
+                f"{len(self.bad_payloads)} event(s) in the stream were not JSON, first: {excerpt}"
+            )
+        if finish == "length":
+            warnings.append("warning: the answer was cut off at the token limit (finish_reason 'length')")
+        elif finish == "content_filter":
+            warnings.append("warning: the answer was stopped by a content filter (finish_reason 'content_filter')")
+        return warnings
+
+    def _incomplete_error(self, transport_error: AssistersError | None) -> AssistersError:
+        for line in self.unknown_lines[-1:]:
+            # A proxy that forwards a backend's JSON error without SSE framing.
+            payload = parse_json(line)
+            message = error_message(payload)
+            if message is not None:
+                return StreamError(message, error_http_status(payload))
+        if transport_error is not None:
+            return IncompleteStream(
+                f"the stream broke before the answer was complete: {transport_error.message}"
+            )
+        if self.events == 0 and not self.unknown_lines:
+            return ProtocolError("the server's response held no events (empty body)")
+        message = "the stream ended before the answer was complete (no finish_reason, no [DONE])"
+        for line in self.unknown_lines[-1:]:
+            message += f"; last unrecognised line: {one_line(line)}"
+        return IncompleteStream(message)
+
+    def completion_object(self) -> dict[str, Any]:
+        """The whole answer as one ``chat.completion`` object (for ``--json``)."""
+        choices = [
+            {
+                "index": state.index,
+                "message": state.message(),
+                "finish_reason": state.finish_reason,
+            }
+            for _, state in sorted(self.choices.items())
+        ]
+        return {
+            "id": self.meta.get("id", ""),
+            "object": "chat.completion",
+            "created": self.meta.get("created", 0),
+            "model": self.meta.get("model", ""),
+            "choices": choices,
+            "usage": self.usage,
+        }
+
+
+def one_line(text: str, limit: int = 120) -> str:
+    """A short single-line excerpt of text for an error message."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

@@ -1,0 +1,263 @@
+"""Settings: flag > environment > config file profile > default, in one place.
+
+Environment: ``ASSISTERS_API_KEY``, ``ASSISTERS_BASE_URL``, ``ASSISTERS_MODEL``,
+``ASSISTERS_CONFIG`` (the config file), ``ASSISTERS_PROFILE``, then
+``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` as fallbacks for the first two.
+
+The config file is TOML, by default ``$XDG_CONFIG_HOME/assisters/config.toml``
+(``~/.config/assisters/config.toml``). Top-level keys apply to every profile;
+``[profiles.NAME]`` tables override them; ``profile = "NAME"`` at the top picks
+the default profile. Keys: ``base_url``, ``model``, ``api_key``,
+``api_key_command``, ``timeout``, ``connect_timeout``, ``stream_usage``.
+
+The key is held in a :class:`Secret`, whose ``repr`` and ``str`` never show it,
+so it cannot leak into an error message or a traceback by accident.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from assisters.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+DEFAULT_BASE_URL = "https://api.assisters.dev/v1"
+DEFAULT_MODEL = "llama-3.1-8b"
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 300.0
+KEY_COMMAND_TIMEOUT = 30.0
+
+_KNOWN_KEYS = {
+    "base_url",
+    "model",
+    "api_key",
+    "api_key_command",
+    "timeout",
+    "connect_timeout",
+    "stream_usage",
+}
+
+
+class Secret:
+    """A string that does not show itself; ``reveal()`` is the only way in."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    base_url: str
+    model: str
+    api_key: Secret | None
+    connect_timeout: float
+    read_timeout: float
+    stream_usage: bool | None  # None: ask for usage only when it will be shown
+    profile: str | None = None
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Values given on the command line; ``None`` means not given."""
+
+    base_url: str | None = None
+    model: str | None = None
+    api_key: str | None = None
+    timeout: float | None = None
+    connect_timeout: float | None = None
+    stream_usage: bool | None = None
+    profile: str | None = None
+
+
+def config_path(environ: Mapping[str, str]) -> Path:
+    if environ.get("ASSISTERS_CONFIG"):
+        return Path(environ["ASSISTERS_CONFIG"]).expanduser()
+    base = environ.get("XDG_CONFIG_HOME") or str(Path(environ.get("HOME", "~")) / ".config")
+    return Path(base).expanduser() / "assisters" / "config.toml"
+
+
+def load_settings(flags: Overrides, environ: Mapping[str, str], *, need_key: bool = True) -> Settings:
+    """Resolve every setting once; raises :class:`ConfigError` (exit 78)."""
+    path = config_path(environ)
+    profile_name = flags.profile or environ.get("ASSISTERS_PROFILE") or None
+    profile = read_profile(path, profile_name, explicit=bool(environ.get("ASSISTERS_CONFIG")))
+
+    def pick(flag: Any, *env_names: str, key: str, default: Any = None) -> Any:
+        if flag is not None:
+            return flag
+        for name in env_names:
+            if environ.get(name):
+                return environ[name]
+        return profile.get(key, default)
+
+    base_url = str(pick(flags.base_url, "ASSISTERS_BASE_URL", "OPENAI_BASE_URL",
+                        key="base_url", default=DEFAULT_BASE_URL)).rstrip("/")
+    check_base_url(base_url)
+    settings = Settings(
+        base_url=base_url,
+        model=str(pick(flags.model, "ASSISTERS_MODEL", key="model", default=DEFAULT_MODEL)),
+        api_key=None,
+        read_timeout=_seconds(pick(flags.timeout, "ASSISTERS_TIMEOUT", key="timeout",
+                                   default=DEFAULT_READ_TIMEOUT), "timeout", path),
+        connect_timeout=_seconds(pick(flags.connect_timeout, "ASSISTERS_CONNECT_TIMEOUT",
+                                      key="connect_timeout", default=DEFAULT_CONNECT_TIMEOUT),
+                                 "connect_timeout", path),
+        stream_usage=_flag(pick(flags.stream_usage, "ASSISTERS_STREAM_USAGE", key="stream_usage"),
+                           "stream_usage", path),
+        profile=profile_name,
+    )
+    key = _resolve_key(flags, environ, profile, path)
+    if key is None and need_key and not is_loopback(base_url):
+        raise ConfigError(
+            "no API key: set ASSISTERS_API_KEY (or pass --api-key, or api_key_command "
+            f"in {path})"
+        )
+    return Settings(**{**settings.__dict__, "api_key": key})
+
+
+def _resolve_key(
+    flags: Overrides, environ: Mapping[str, str], profile: dict[str, Any], path: Path
+) -> Secret | None:
+    for value in (flags.api_key, environ.get("ASSISTERS_API_KEY"), environ.get("OPENAI_API_KEY"),
+                  profile.get("api_key")):
+        if value:
+            return Secret(str(value).strip())
+    command = profile.get("api_key_command")
+    if command:
+        return Secret(run_key_command(str(command), path))
+    return None
+
+
+def run_key_command(command: str, path: Path) -> str:
+    """Run ``api_key_command`` through the shell; its output is the key.
+
+    Its stdout is never shown (it is the secret); its stderr passes through to
+    the user's terminal so a password manager can prompt or complain.
+    """
+    try:
+        result = subprocess.run(command, shell=True, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                timeout=KEY_COMMAND_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        raise ConfigError(f"{path}: api_key_command took longer than {KEY_COMMAND_TIMEOUT:g} s") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: api_key_command could not run: {exc.strerror}") from None
+    if result.returncode != 0:
+        raise ConfigError(f"{path}: api_key_command failed with exit status {result.returncode}")
+    key = result.stdout.decode("utf-8", "replace").strip()
+    if not key:
+        raise ConfigError(f"{path}: api_key_command printed no key")
+    return key
+
+
+def read_profile(path: Path, name: str | None, *, explicit: bool) -> dict[str, Any]:
+    """The merged top-level and profile keys of the config file ({} when absent)."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"{path}: config file not found (from ASSISTERS_CONFIG)") from None
+        if name:
+            raise ConfigError(f"profile '{name}' requested but there is no config file at {path}")
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    profiles = data.pop("profiles", {})
+    if not isinstance(profiles, dict):
+        raise ConfigError(f"{path}: 'profiles' must be a table of [profiles.NAME] tables")
+    name = name or data.pop("profile", None)
+    data.pop("profile", None)
+    merged = dict(data)
+    if name:
+        chosen = profiles.get(name)
+        if not isinstance(chosen, dict):
+            known = ", ".join(sorted(profiles)) or "none"
+            raise ConfigError(f"{path}: no profile '{name}' (profiles: {known})")
+        merged.update(chosen)
+    unknown = sorted(set(merged) - _KNOWN_KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key '{unknown[0]}' (known: {', '.join(sorted(_KNOWN_KEYS))})")
+    return merged
+
+
+def _seconds(value: Any, name: str, path: Path) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number of seconds, not {value!r} ({path})") from None
+    if seconds <= 0:
+        raise ConfigError(f"{name} must be more than 0 seconds, not {value!r} ({path})")
+    return seconds
+
+
+def _flag(value: Any, name: str, path: Path) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    if text == "auto":
+        return None
+    raise ConfigError(f"{name} must be true, false or auto, not {value!r} ({path})")
+
+
+def check_base_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"base URL must start with http:// or https:// and name a host: {redact_url(url)!r}")
+
+
+def is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def insecure_key_warning(settings: Settings) -> str | None:
+    """A warning when the key would cross the network unencrypted."""
+    if settings.api_key and settings.base_url.startswith("http://") and not is_loopback(settings.base_url):
+        host = urlsplit(settings.base_url).hostname
+        return f"warning: sending the API key over plain http to {host}; use https"
+    return None
+
+
+def redact_url(url: str) -> str:
+    """The URL without user info or query string, which may carry credentials."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return f"{parts.scheme}://{host}{parts.path}" if parts.scheme else url.split("?")[0]

@@ -1,0 +1,100 @@
+"""Exit statuses and the exceptions that carry them.
+
+Every failure the user can cause or meet is one of these exceptions; exactly one
+place (``commands.main``) turns them into a single stderr line and an exit code.
+
+| status | meaning |
+|-------:|---------|
+| 0   | ok |
+| 1   | unexpected internal error (traceback only with ASSISTERS_DEBUG=1) |
+| 2   | usage error (bad option, no prompt) |
+| 65  | request rejected (HTTP 400, 404, 413, 422 and other 4xx) |
+| 69  | server error (HTTP 5xx, an error reported inside a 200 stream) |
+| 75  | temporary failure (connect error, timeout, 408, 409, 429, stream cut before it completed) |
+| 76  | protocol error (the response is not a chat completion stream) |
+| 77  | authentication (HTTP 401, 403) |
+| 78  | configuration (no API key, broken config file) |
+| 130 | interrupted (Ctrl-C) |
+| 141 | stdout closed early (broken pipe, e.g. ``| head``): quiet, like a tool killed by SIGPIPE |
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    OK = 0
+    INTERNAL = 1
+    USAGE = 2
+    REJECTED = 65
+    SERVER = 69
+    TEMPORARY = 75
+    PROTOCOL = 76
+    AUTH = 77
+    CONFIG = 78
+    INTERRUPTED = 130
+    BROKEN_PIPE = 141
+
+
+class AssistersError(Exception):
+    """A failure with a one-line message for the user and an exit status."""
+
+    status: ExitStatus = ExitStatus.INTERNAL
+
+    def __init__(self, message: str, status: ExitStatus | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+
+
+class ConfigError(AssistersError):
+    status = ExitStatus.CONFIG
+
+
+class RequestError(AssistersError):
+    """The request could not be built from the user's input (bad JSON, bad file)."""
+
+    status = ExitStatus.REJECTED
+
+
+class ProtocolError(AssistersError):
+    status = ExitStatus.PROTOCOL
+
+
+class TemporaryError(AssistersError):
+    status = ExitStatus.TEMPORARY
+
+
+class IncompleteStream(TemporaryError):
+    """The stream ended (or broke) before the answer was complete."""
+
+
+class HTTPStatusError(AssistersError):
+    """A non-2xx answer; the message is the server's own where it gave one."""
+
+    def __init__(self, http_status: int, message: str) -> None:
+        super().__init__(message, status_for_http(http_status))
+        self.http_status = http_status
+
+
+class StreamError(AssistersError):
+    """An error the server reported inside a successful (2xx) response."""
+
+    def __init__(self, message: str, http_status: int | None = None) -> None:
+        status = status_for_http(http_status) if http_status else ExitStatus.SERVER
+        super().__init__(message, status)
+
+
+def status_for_http(code: int) -> ExitStatus:
+    """Map an HTTP status code to the exit status a script can branch on."""
+    if code in (401, 403):
+        return ExitStatus.AUTH
+    if code in (408, 409, 425, 429):
+        return ExitStatus.TEMPORARY
+    if 400 <= code < 500:
+        return ExitStatus.REJECTED
+    if 500 <= code < 600:
+        return ExitStatus.SERVER
+    return ExitStatus.PROTOCOL

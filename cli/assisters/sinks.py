@@ -1,0 +1,112 @@
+"""How the answer becomes bytes: assistant text on stdout, everything else on stderr."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from assisters.stream import ChatResult
+from assisters.terminal import Spinner, Streams, dim
+
+
+class _Waiting:
+    """Shows the spinner until the first output, when stderr allows it."""
+
+    def __init__(self, streams: Streams) -> None:
+        self._spinner = Spinner(streams.stderr).start() if streams.stderr_styled else None
+
+    def over(self) -> None:
+        if self._spinner is not None:
+            self._spinner.stop()
+            self._spinner = None
+
+
+class TextSink:
+    """Choice 0's text to stdout as UTF-8, written and flushed per network read.
+
+    Reasoning goes to stderr, dimmed, and only when stderr is a terminal: in a
+    pipeline it is not output, and ``--json`` carries it for scripts.
+    """
+
+    def __init__(self, streams: Streams) -> None:
+        self._streams = streams
+        self._out = streams.stdout
+        self._waiting = _Waiting(streams)
+        self._show_reasoning = streams.stderr_is_tty
+        self._reasoning_open = False
+        self._last = b""
+
+    def text(self, text: str) -> None:
+        self._waiting.over()
+        if self._reasoning_open:
+            self._streams.stderr.write("\n\n")
+            self._streams.stderr.flush()
+            self._reasoning_open = False
+        data = text.encode("utf-8", "replace")
+        self._out.write(data)
+        self._out.flush()
+        self._last = data
+
+    def reasoning(self, text: str) -> None:
+        if not self._show_reasoning:
+            return
+        self._waiting.over()
+        self._streams.stderr.write(dim(text, self._streams.stderr_styled))
+        self._streams.stderr.flush()
+        self._reasoning_open = True
+
+    def close(self) -> None:
+        """End of output, however it ended: erase the spinner, end the terminal line."""
+        self._waiting.over()
+        if self._reasoning_open:
+            self._streams.stderr.write("\n")
+            self._streams.stderr.flush()
+        if self._streams.stdout_is_tty and self._last and not self._last.endswith(b"\n"):
+            self._out.write(b"\n")
+            self._out.flush()
+
+
+class JsonSink:
+    """``--json``: nothing while streaming, one chat.completion object at the end."""
+
+    def __init__(self, streams: Streams) -> None:
+        self._streams = streams
+        self._waiting = _Waiting(streams)
+
+    def text(self, text: str) -> None:
+        pass
+
+    def reasoning(self, text: str) -> None:
+        pass
+
+    def write(self, completion: dict[str, Any]) -> None:
+        self._waiting.over()
+        self._streams.stdout.write(orjson.dumps(completion) + b"\n")
+        self._streams.stdout.flush()
+
+    def close(self) -> None:
+        self._waiting.over()
+
+
+def usage_line(result: ChatResult) -> str:
+    """``-u``: tokens, time to first token and speed, on one stderr line."""
+    timing = result.timing
+    usage = result.answer.usage or {}
+    parts = []
+    prompt, completion, total = (usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens"))
+    if isinstance(completion, int):
+        parts.append(f"{prompt} prompt + {completion} completion = {total} tokens")
+    else:
+        parts.append("the server sent no usage")
+    ttft = timing.since_start(timing.first_token)
+    if ttft is not None:
+        parts.append(f"first token {ttft:.2f} s")
+    total_s = timing.since_start(timing.end)
+    if total_s is not None:
+        parts.append(f"total {total_s:.2f} s")
+    if isinstance(completion, int) and timing.first_token is not None and timing.end is not None:
+        generating = timing.end - timing.first_token
+        if generating > 0 and completion > 1:
+            parts.append(f"{(completion - 1) / generating:.1f} tokens/s")
+    return "usage: " + ", ".join(parts)

@@ -1,0 +1,106 @@
+"""The process's streams and the one decision about terminals and colour.
+
+Built once at the edge (the click command) and passed down, so nothing else
+calls ``isatty`` or reads ``NO_COLOR``, and tests can build their own.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import BinaryIO, TextIO
+
+SPINNER_FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+SPINNER_DELAY = 0.15  # seconds before the first frame, so fast answers never flicker
+SPINNER_INTERVAL = 0.08
+
+
+@dataclass(frozen=True)
+class Streams:
+    stdin: BinaryIO
+    stdout: BinaryIO
+    stderr: TextIO
+    stdin_is_tty: bool
+    stdout_is_tty: bool
+    stderr_is_tty: bool
+    stdout_styled: bool  # escape codes allowed on stdout
+    stderr_styled: bool  # escape codes (colour, spinner) allowed on stderr
+
+    def warn(self, line: str) -> None:
+        self.stderr.write(line + "\n")
+        self.stderr.flush()
+
+
+def _isatty(stream: object) -> bool:
+    try:
+        return bool(stream.isatty())  # type: ignore[attr-defined]
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def styling_allowed(is_tty: bool, environ: Mapping[str, str]) -> bool:
+    """Colour and cursor movement: only on a terminal, never with NO_COLOR or
+    TERM=dumb; FORCE_COLOR turns it on even in a pipe (for tests and pagers)."""
+    if environ.get("NO_COLOR"):
+        return False
+    if environ.get("FORCE_COLOR"):
+        return True
+    return is_tty and environ.get("TERM") != "dumb"
+
+
+def system_streams(environ: Mapping[str, str]) -> Streams:
+    out_tty, err_tty = _isatty(sys.stdout), _isatty(sys.stderr)
+    return Streams(
+        stdin=sys.stdin.buffer,
+        stdout=sys.stdout.buffer,
+        stderr=sys.stderr,
+        stdin_is_tty=_isatty(sys.stdin),
+        stdout_is_tty=out_tty,
+        stderr_is_tty=err_tty,
+        stdout_styled=styling_allowed(out_tty, environ),
+        stderr_styled=styling_allowed(err_tty, environ) and err_tty,
+    )
+
+
+def dim(text: str, styled: bool) -> str:
+    return f"\033[2m{text}\033[0m" if styled else text
+
+
+class Spinner:
+    """A small waiting indicator on stderr, erased without a trace by ``stop``."""
+
+    def __init__(self, stream: TextIO, label: str = "waiting for the first token") -> None:
+        self._stream = stream
+        self._label = label
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._drawn = False
+
+    def start(self) -> Spinner:
+        self._thread = threading.Thread(target=self._run, name="spinner", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        if self._stop.wait(SPINNER_DELAY):
+            return
+        frame = 0
+        while not self._stop.is_set():
+            glyph = SPINNER_FRAMES[frame % len(SPINNER_FRAMES)]
+            self._stream.write(f"\r{glyph} {self._label}")
+            self._stream.flush()
+            self._drawn = True
+            frame += 1
+            self._stop.wait(SPINNER_INTERVAL)
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join()
+        self._thread = None
+        if self._drawn:
+            self._stream.write("\r\033[K")
+            self._stream.flush()
