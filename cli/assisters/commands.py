@@ -16,8 +16,8 @@ import click
 from assisters import __version__
 from assisters.config import Overrides, Settings, insecure_key_warning, load_settings
 from assisters.errors import AssistersError, ExitStatus
-from assisters.runner import run_chat_command
 from assisters.request import ChatOptions, build_chat_body, compose_prompt, encode_body, parse_option_value
+from assisters.runner import run_chat_command
 from assisters.terminal import Streams, system_streams
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -136,8 +136,8 @@ def chat(**params: Any) -> None:
       assisters chat --json "hi" | jq -r .usage.total_tokens
     """
     streams = system_streams(os.environ)
-    settings = settings_from(params)
     prompt = read_prompt(params["prompt"], streams)
+    settings = settings_from(params)
     show = params["show_usage"] or params["as_json"]
     body = chat_body(params, settings, prompt, stream=not params["no_stream"], usage_shown=show)
     warn_insecure(settings, streams)
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     except AssistersError as exc:
         _say(f"assisters: error: {exc.message}")
         status = exc.status
-    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+    except Exception as exc:
         if os.environ.get(DEBUG_ENV):
             raise
         _say(f"assisters: internal error: {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for a traceback)")

@@ -330,7 +330,9 @@ class CompletionAccumulator:
         if finish == "length":
             warnings.append("warning: the answer was cut off at the token limit (finish_reason 'length')")
         elif finish == "content_filter":
-            warnings.append("warning: the answer was stopped by a content filter (finish_reason 'content_filter')")
+            warnings.append(
+                "warning: the answer was stopped by a content filter (finish_reason 'content_filter')"
+            )
         return warnings
 
     def _incomplete_error(self, transport_error: AssistersError | None) -> AssistersError:

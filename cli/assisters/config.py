@@ -181,7 +181,9 @@ def read_profile(path: Path, name: str | None, *, explicit: bool) -> dict[str, A
         if explicit:
             raise ConfigError(f"{path}: config file not found (from ASSISTERS_CONFIG)") from None
         if name:
-            raise ConfigError(f"profile '{name}' requested but there is no config file at {path}")
+            raise ConfigError(
+                f"profile '{name}' requested but there is no config file at {path}"
+            ) from None
         return {}
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
@@ -233,7 +235,9 @@ def _flag(value: Any, name: str, path: Path) -> bool | None:
 def check_base_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"base URL must start with http:// or https:// and name a host: {redact_url(url)!r}")
+        raise ConfigError(
+            f"base URL must start with http:// or https:// and name a host: {redact_url(url)!r}"
+        )
 
 
 def is_loopback(url: str) -> bool:

@@ -70,14 +70,14 @@ class SSEDecoder:
     """
 
     __slots__ = (
+        "_at_start",
         "_buf",
+        "_comments",
+        "_data",
+        "_last_id",
         "_scanned",
         "_skip_lf",
-        "_at_start",
-        "_data",
         "_type",
-        "_last_id",
-        "_comments",
         "retry",
     )
 
