@@ -293,7 +293,9 @@ def test_idle_read_timeout_keeps_the_partial_text(httpserver, key_env):
     assert "read timeout" in result.stderr.decode()
 
 
-@pytest.mark.parametrize(("finish", "word"), [("length", "token limit"), ("content_filter", "content filter")])
+@pytest.mark.parametrize(
+    ("finish", "word"), [("length", "token limit"), ("content_filter", "content filter")]
+)
 def test_cut_off_answers_warn_and_succeed(httpserver, key_env, finish, word):
     serve_stream(httpserver, text_stream("cut", finish=finish))
     result = run_cli("chat", "hi", env=key_env)

@@ -66,13 +66,10 @@ class ChoiceState:
 
     def _slot_for(self, delta: dict[str, Any]) -> int:
         index = delta.get("index")
-        if index is None:
-            slot = self._current_tool
-        else:
-            slot = self._tool_slots.get(index)
-            new_id = delta.get("id")
-            if slot is not None and new_id and self.tool_calls[slot]["id"] not in ("", new_id):
-                slot = None
+        slot = self._current_tool if index is None else self._tool_slots.get(index)
+        new_id = delta.get("id")
+        if slot is not None and new_id and self.tool_calls[slot]["id"] not in ("", new_id):
+            slot = None
         if slot is None:
             self.tool_calls.append(
                 {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}

@@ -37,6 +37,7 @@ DEFAULT_MODEL = "llama-3.1-8b"
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 300.0
 KEY_COMMAND_TIMEOUT = 30.0
+MAX_TIMEOUT = 86400.0 * 7  # also rejects inf and nan, which socket timeouts refuse
 
 _KNOWN_KEYS = {
     "base_url",
@@ -202,6 +203,10 @@ def read_profile(path: Path, name: str | None, *, explicit: bool) -> dict[str, A
         if not isinstance(chosen, dict):
             known = ", ".join(sorted(profiles)) or "none"
             raise ConfigError(f"{path}: no profile '{name}' (profiles: {known})")
+        # A profile's own way to get a key replaces the inherited one.
+        if "api_key" in chosen or "api_key_command" in chosen:
+            merged.pop("api_key", None)
+            merged.pop("api_key_command", None)
         merged.update(chosen)
     unknown = sorted(set(merged) - _KNOWN_KEYS)
     if unknown:
@@ -214,8 +219,10 @@ def _seconds(value: Any, name: str, path: Path) -> float:
         seconds = float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{name} must be a number of seconds, not {value!r} ({path})") from None
-    if seconds <= 0:
-        raise ConfigError(f"{name} must be more than 0 seconds, not {value!r} ({path})")
+    if not 0 < seconds <= MAX_TIMEOUT:
+        raise ConfigError(
+            f"{name} must be more than 0 and at most {MAX_TIMEOUT:g} seconds, not {value!r} ({path})"
+        )
     return seconds
 
 
@@ -252,8 +259,9 @@ def is_loopback(url: str) -> bool:
 
 def insecure_key_warning(settings: Settings) -> str | None:
     """A warning when the key would cross the network unencrypted."""
-    if settings.api_key and settings.base_url.startswith("http://") and not is_loopback(settings.base_url):
-        host = urlsplit(settings.base_url).hostname
+    parts = urlsplit(settings.base_url)
+    if settings.api_key and parts.scheme.lower() == "http" and not is_loopback(settings.base_url):
+        host = parts.hostname
         return f"warning: sending the API key over plain http to {host}; use https"
     return None
 
@@ -261,7 +269,5 @@ def insecure_key_warning(settings: Settings) -> str | None:
 def redact_url(url: str) -> str:
     """The URL without user info or query string, which may carry credentials."""
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    host = parts.netloc.rpartition("@")[2]
     return f"{parts.scheme}://{host}{parts.path}" if parts.scheme else url.split("?")[0]

@@ -553,7 +553,6 @@ class ChatRequestHandler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "assisters-serve"
-    sys_version = ""
     disable_nagle_algorithm = True  # TCP_NODELAY: each SSE event leaves at once
     timeout = _IDLE_TIMEOUT
     server: _HTTPServer
@@ -571,6 +570,10 @@ class ChatRequestHandler(BaseHTTPRequestHandler):
             super().finish()
         finally:
             self.chat.untrack(self.connection)
+
+    def version_string(self) -> str:
+        """The Server header: our name only, no Python version."""
+        return self.server_version
 
     def do_GET(self) -> None:  # the name http.server looks for
         self._dispatch()

@@ -112,8 +112,8 @@ class SSEDecoder:
             self._line(buf[start:end].decode("utf-8", "replace"), out)
             start = pos = m.end()
         if start:
-            if buf[start - 1] == _CR:
-                self._skip_lf = True
+            # Only a CR that ends the read may be the first half of a CRLF.
+            self._skip_lf = start == len(buf) and buf[start - 1] == _CR
             del buf[:start]
         self._scanned = len(buf)
         return out
