@@ -22,6 +22,7 @@ from assisters.terminal import Streams, system_streams
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 DEBUG_ENV = "ASSISTERS_DEBUG"
+COMPLETE_ENV = "_ASSISTERS_COMPLETE"
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -146,9 +147,14 @@ def chat(**params: Any) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn every outcome into one exit status."""
+    if os.environ.get(COMPLETE_ENV):  # shell completion is click's own business
+        cli.main(args=argv, prog_name="assisters", complete_var=COMPLETE_ENV)
     streams_ok = True
     try:
-        cli.main(args=argv, prog_name="assisters", standalone_mode=False)
+        # Not cli.main(): it turns Ctrl-C into "Aborted!" and a broken pipe into exit 1.
+        args = sys.argv[1:] if argv is None else argv
+        with cli.make_context("assisters", list(args)) as ctx:
+            cli.invoke(ctx)
         status = ExitStatus.OK
     except click.exceptions.Exit as exc:
         status = exc.exit_code
