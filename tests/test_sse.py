@@ -7,6 +7,8 @@ small model of the standard computed from the generated fields.
 
 from __future__ import annotations
 
+import os
+
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -503,7 +505,9 @@ def run(chunks: Iterable[bytes]) -> tuple[list[Item], int | None]:
     return out, decoder.retry
 
 
-PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# ASSISTERS_SLOW_TESTS=1 runs the long fuzz variant; the default keeps the suite fast.
+EXAMPLES = 5000 if os.environ.get("ASSISTERS_SLOW_TESTS") else 200
+PROPERTY = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @PROPERTY

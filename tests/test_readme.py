@@ -1,0 +1,71 @@
+"""README.md is the front door: its commands must work as written.
+
+Every line of a ```sh block is run by bash (with pipefail) against the local
+test server (model ``echo``), inside a scratch git repository so that examples
+like ``git diff | assisters chat ...`` have something to show. ```console blocks
+(install, environment setup) are not run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from assisters.server import ChatServer, ServeOptions
+from conftest import SECRET
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def blocks(language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", README, flags=re.M | re.S)
+
+
+SH_LINES = [line for block in blocks("sh") for line in block.splitlines() if line.strip()]
+
+
+def test_readme_shows_the_test_command_ci_runs():
+    ci = (ROOT / ".ci" / "run").read_text()
+    command = ci.strip().splitlines()[-1]
+    assert command == "python -m pytest"
+    assert command in blocks("console")[2]
+
+
+@pytest.mark.parametrize("line", SH_LINES)
+def test_readme_command_works_as_written(line: str, tmp_path: Path):
+    for tool in re.findall(r"\b(jq|git)\b", line):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "assisters").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m assisters "$@"\n')
+    (bindir / "assisters").chmod(0o755)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "README.md").write_text("# demo\n")
+    (work / "notes.md").write_text("some notes\n")
+    subprocess.run(["git", "init", "-q"], cwd=work, check=True)
+    (work / "README.md").write_text("# demo, changed\n")
+    with ChatServer(ServeOptions(tokens_per_second=0)) as server:
+        env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}",
+               "ASSISTERS_BASE_URL": server.base_url, "ASSISTERS_API_KEY": SECRET,
+               "ASSISTERS_MODEL": "echo"}
+        result = subprocess.run(["bash", "-o", "pipefail", "-c", line], cwd=work, env=env,
+                                stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr.decode()
+    assert b"Traceback" not in result.stderr
+    assert SECRET.encode() not in result.stdout + result.stderr
+
+
+def test_completion_scripts_are_current():
+    for shell in ("bash", "zsh", "fish"):
+        result = subprocess.run([sys.executable, "-m", "assisters"], capture_output=True,
+                                env={**os.environ, "_ASSISTERS_COMPLETE": f"{shell}_source"})
+        assert result.stdout == (ROOT / "completions" / f"assisters.{shell}").read_bytes(), shell
