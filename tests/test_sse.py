@@ -7,9 +7,8 @@ small model of the standard computed from the generated fields.
 
 from __future__ import annotations
 
-import os
-
 import itertools
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
