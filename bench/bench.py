@@ -28,10 +28,12 @@ import os
 import pstats
 import re
 import shutil
+import socketserver
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,14 +42,15 @@ from pathlib import Path
 
 import orjson
 
-from assisters.request import ChatOptions, build_chat_body, encode_body
 from assisters.server import ChatServer, ServeOptions, lorem_tokens
 
 PYTHON = sys.executable
 ASSISTERS = str(Path(PYTHON).with_name("assisters"))
 CURL = shutil.which("curl")
+RUN_TIMEOUT = 120.0  # seconds; a run still going then is killed and counted as a failure
 
-# The baselines. Both flush stdout per piece, as assisters does per network read.
+# The baselines. Both flush stdout per piece httpx yields (one per HTTP chunk, so one per
+# event from these servers), as assisters does.
 HTTPX_LOOP = """\
 import sys, httpx
 url, body = sys.argv[1], open(sys.argv[2], "rb").read()
@@ -88,9 +91,9 @@ _FIRST_CONTENT = re.compile(rb'"content":\s*"[^"]')  # a non-empty content delta
 
 
 def chat_body(max_tokens: int) -> bytes:
-    """The exact request body assisters sends for ``chat -m lorem --max-tokens N bench``."""
-    options = ChatOptions(model="lorem", max_tokens=max_tokens, stream=True)
-    return encode_body(build_chat_body("bench", options))
+    """The request body assisters sends for ``chat -m lorem --max-tokens N bench``."""
+    messages = [{"role": "user", "content": "bench"}]
+    return orjson.dumps({"model": "lorem", "messages": messages, "max_tokens": max_tokens, "stream": True})
 
 
 def lorem_text(max_tokens: int) -> str:
@@ -176,14 +179,12 @@ class _CannedServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _CannedHandler)
 
     def server_bind(self) -> None:  # skip HTTPServer's reverse DNS lookup
-        ThreadingHTTPServer.__bases__[1].server_bind(self)  # socketserver.TCPServer
+        socketserver.TCPServer.server_bind(self)
 
 
 def serve(bodies: dict[str, Path], paced_tps: float) -> None:
     """The server child: print the URLs as one JSON line, serve until stdin closes."""
     canned = _CannedServer({name: path.read_bytes() for name, path in bodies.items()})
-    import threading  # only the child needs it
-
     threading.Thread(target=canned.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     fast = ChatServer(ServeOptions(tokens_per_second=0))
     paced = ChatServer(ServeOptions(tokens_per_second=paced_tps))
@@ -193,6 +194,7 @@ def serve(bodies: dict[str, Path], paced_tps: float) -> None:
         print(json.dumps(urls), flush=True)
         sys.stdin.read()
     canned.shutdown()
+    canned.server_close()
 
 
 class ServerProcess:
@@ -267,15 +269,19 @@ def check(tool: Tool, returncode: int, out: bytes, err: bytes) -> str | None:
     return None
 
 
-def run_once(tool: Tool, env: dict[str, str], runs: Runs, *, stream_timing: bool) -> None:
-    """One run: wall time spawn to exit; with stream_timing also spawn to first content."""
+def run_once(
+    tool: Tool, env: dict[str, str], *, stream_timing: bool
+) -> tuple[float, float | None, str | None]:
+    """One run: (spawn to exit, spawn to first content or None, what was wrong or None)."""
     start = time.perf_counter()
     proc = subprocess.Popen(
         tool.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
     )
+    watchdog = threading.Timer(RUN_TIMEOUT, proc.kill)
+    watchdog.start()
     first = None
     if stream_timing:
-        assert proc.stdout is not None
+        assert proc.stdout is not None and proc.stderr is not None
         fd = proc.stdout.fileno()
         parts: list[bytes] = []
         seen = b""
@@ -287,36 +293,43 @@ def run_once(tool: Tool, env: dict[str, str], runs: Runs, *, stream_timing: bool
                 if tool.expect is not None or _FIRST_CONTENT.search(seen):
                     first = time.perf_counter() - start
         out = b"".join(parts)
-        err = proc.stderr.read() if proc.stderr else b""
+        err = proc.stderr.read()  # a few lines at most: cannot have blocked the child
         proc.wait()
     else:
         out, err = proc.communicate()
     elapsed = time.perf_counter() - start
-    problem = check(tool, proc.returncode, out, err)
-    if problem:
-        runs.failures.append(problem)
-    runs.times.append(elapsed)
-    if first is not None:
-        runs.first_token.append(first)
+    if not watchdog.is_alive():
+        return elapsed, first, f"killed after {RUN_TIMEOUT:g} s"
+    watchdog.cancel()
+    return elapsed, first, check(tool, proc.returncode, out, err)
 
 
-def measure(tools: list[Tool], env: dict[str, str], repeat: int, *, stream_timing: bool = False) -> list[Runs]:
+def measure(
+    tools: list[Tool], env: dict[str, str], repeat: int, *, stream_timing: bool = False
+) -> list[Runs]:
+    """One untimed warm-up run per tool (disk cache, .pyc files), then ``repeat`` rounds."""
     results = [Runs(tool) for tool in tools]
-    for runs in results:  # warm-up: disk cache, .pyc files, server threads
-        run_once(runs.tool, env, Runs(runs.tool), stream_timing=stream_timing)
-    for _ in range(repeat):
+    for round_number in range(repeat + 1):
         for runs in results:
-            run_once(runs.tool, env, runs, stream_timing=stream_timing)
+            elapsed, first, problem = run_once(runs.tool, env, stream_timing=stream_timing)
+            if problem:
+                runs.failures.append(problem)
+            if round_number == 0:
+                continue
+            runs.times.append(elapsed)
+            if first is not None:
+                runs.first_token.append(first)
     return results
 
 
 # ------------------------------------------------------------------------ reporting
 
 
-def _ratio(value: float, results: list[Runs], name: str, key: Callable[[Runs], float]) -> str:
+def _ratio(value: float, results: list[Runs], name: str) -> str:
+    """value / the median of the row called name, or - when there is no such row."""
     for runs in results:
         if runs.tool.name == name and runs.times:
-            return f"{value / key(runs):.2f}"
+            return f"{value / runs.median:.2f}"
     return "-"
 
 
@@ -324,23 +337,34 @@ def print_table(
     title: str,
     results: list[Runs],
     bases: list[tuple[str, str]],
-    startups: dict[str, float],
+    startups: dict[str, float] | None = None,
+    short: dict[str, float] | None = None,
     rate: Callable[[float], str] | None = None,
 ) -> None:
+    """One scenario: times, ratios, and for the streams the costs left after subtracting
+    the tool's startup (net s) and its whole short-answer run (stream s)."""
     print(f"\n== {title}")
-    head = f"{'tool':<30} {'median s':>9} {'min s':>8}"
+    head = f"{'tool':<31} {'median s':>9} {'min s':>8}"
     head += "".join(f" {label:>8}" for label, _ in bases)
     head += f" {'net s':>8}" if startups else ""
-    head += f" {'rate (median)':>17}" if rate else ""
+    head += f" {'stream s':>8}" if short else ""
+    head += f" {'rate':>14} {'rate (stream)':>14}" if rate else ""
     print(head + "  check")
     for runs in results:
-        line = f"{runs.tool.name:<30} {runs.median:>9.4f} {runs.best:>8.4f}"
-        line += "".join(f" {_ratio(runs.median, results, base, lambda r: r.median):>8}" for _, base in bases)
+        line = f"{runs.tool.name:<31} {runs.median:>9.4f} {runs.best:>8.4f}"
+        line += "".join(f" {_ratio(runs.median, results, base):>8}" for _, base in bases)
         if startups:
             startup = startups.get(runs.tool.startup or "")
             line += f" {runs.median - startup:>8.4f}" if startup is not None else f" {'-':>8}"
+        stream = None
+        if short:
+            reference = short.get(runs.tool.name)
+            stream = None if reference is None else runs.median - reference
+            line += f" {stream:>8.4f}" if stream is not None else f" {'-':>8}"
         if rate:
-            line += f" {rate(runs.median):>17}"
+            # below 2 ms a difference of two medians is noise, not a rate
+            tiny = stream is None or stream < 0.002
+            line += f" {rate(runs.median):>14} {'n/a (<2 ms)' if tiny else rate(stream):>14}"
         print(line + "  " + verdict(runs))
     print_failures(results)
     sys.stdout.flush()
@@ -349,30 +373,34 @@ def print_table(
 def print_ttft_table(title: str, results: list[Runs]) -> None:
     print(f"\n== {title}")
     print(
-        f"{'tool':<30} {'1st token med':>13} {'min':>7} {'total med':>10} {'1st/total':>9}"
-        f" {'x curl':>7} {'after start':>12}  check"
+        f"{'tool':<31} {'1st token med':>13} {'min':>7} {'total med':>10} {'1st/total':>9}"
+        f" {'x curl':>7} {'1st->end':>9}  check"
     )
     curl = next((r for r in results if r.tool.name.startswith("curl") and r.first_token), None)
     for runs in results:
         if not runs.first_token:
-            print(f"{runs.tool.name:<30} {'-':>13}  {verdict(runs)}")
+            print(f"{runs.tool.name:<31} {'-':>13}  {verdict(runs)}")
             continue
         first = statistics.median(runs.first_token)
         ratio = f"{first / statistics.median(curl.first_token):.2f}" if curl else "-"
-        # how late the first token is compared with when the stream finished
+        # from the first token to exit: about 0 if the output were buffered to the end
         gap = statistics.median(t - f for t, f in zip(runs.times, runs.first_token, strict=True))
         print(
-            f"{runs.tool.name:<30} {first:>13.4f} {min(runs.first_token):>7.4f} {runs.median:>10.4f}"
-            f" {first / runs.median:>9.2f} {ratio:>7} {gap:>11.3f}s  {verdict(runs)}"
+            f"{runs.tool.name:<31} {first:>13.4f} {min(runs.first_token):>7.4f} {runs.median:>10.4f}"
+            f" {first / runs.median:>9.2f} {ratio:>7} {gap:>9.4f}  {verdict(runs)}"
         )
     print_failures(results)
     sys.stdout.flush()
 
 
 def verdict(runs: Runs) -> str:
+    """FAIL, ok (stdout exactly as expected), ok ([DONE] seen) or ok (exit 0, nothing to check)."""
+    tool = runs.tool
     if runs.failures:
-        return f"FAIL ({len(runs.failures)}/{len(runs.times)} runs)"
-    return "ok" if runs.tool.expect is not None else "ok (raw)"
+        return f"FAIL ({len(runs.failures)}/{len(runs.times) + 1} runs)"
+    if tool.expect is not None:
+        return "ok"
+    return "ok ([DONE] seen)" if tool.must_contain == b"data: [DONE]" else "ok (exit 0)"
 
 
 def print_failures(results: list[Runs]) -> None:
@@ -390,42 +418,35 @@ class Setup:
     env: dict[str, str]
     tmp: Path
     urls: dict[str, str]
-    startups: dict[str, float] = field(default_factory=dict)
+    startups: dict[str, float] = field(default_factory=dict)  # startup row -> median
+    short: dict[str, float] = field(default_factory=dict)  # tool -> median of scenario 2
 
 
-def stream_tools(setup: Setup, base_url: str, body: bytes, expect_text: str, raw: bytes | None,
+def stream_tools(setup: Setup, base_url: str, body: bytes, text: str, raw: bytes | None,
                  assisters_args: list[str]) -> list[Tool]:
-    """The four contenders for one stream: assisters, curl, the httpx loop, the naive parser."""
-    body_file = setup.tmp / f"body-{abs(hash((base_url, body)))}.json"
+    """The four contenders for one stream: assisters, curl, the httpx loop, the naive parser.
+
+    ``text`` is what assisters and the parser must print; ``raw`` the SSE bytes curl and
+    the httpx loop must print when known (canned server), else they must show [DONE].
+    """
+    body_file = setup.tmp / f"body-{len(list(setup.tmp.glob('body-*')))}.json"
     body_file.write_bytes(body)
     url = base_url + "/chat/completions"
-    expect = expect_text.encode()
     contain = b"data: [DONE]" if raw is None else None
-    tools = [
-        Tool("assisters chat", [ASSISTERS, "chat", "--base-url", base_url, *assisters_args, "bench"],
-             expect=expect, startup="assisters --version"),
-    ]
+    py_start = "python -c 'import httpx,orjson'"
+    tools = [Tool("assisters chat", [ASSISTERS, "chat", "--base-url", base_url, *assisters_args, "bench"],
+                  expect=text.encode(), startup="assisters --version")]
     if CURL:
-        tools.append(Tool("curl -N", [CURL, "-N", "-s", "-S", "-H", "Content-Type: application/json",
-                                      "-H", "Accept: text/event-stream", "--data-binary", f"@{body_file}",
-                                      url],
-                          expect=None, must_contain=contain, startup="curl --version"))
-        if raw is not None:
-            tools[-1].expect = raw
-    tools += [
+        curl = [CURL, "-N", "-s", "-S", "-H", "Content-Type: application/json",
+                "-H", "Accept: text/event-stream", "--data-binary", f"@{body_file}", url]
+        tools.append(Tool("curl -N", curl, expect=raw, must_contain=contain, startup="curl --version"))
+    return [
+        *tools,
         Tool("httpx loop (iter_bytes)", [PYTHON, "-c", HTTPX_LOOP, url, str(body_file)],
-             must_contain=contain, startup="python -c 'import httpx,orjson'"),
+             expect=raw, must_contain=contain, startup=py_start),
         Tool("naive parser (iter_lines)", [PYTHON, "-c", NAIVE_PARSER, url, str(body_file)],
-             expect=expect, startup="python -c 'import httpx,orjson'"),
+             expect=text.encode(), startup=py_start),
     ]
-    if raw is not None:
-        tools[-2].expect = raw
-    return tools
-
-
-def display(tool: Tool) -> Tool:
-    """Raw tools are checked exactly when we know the bytes; keep the verdict honest."""
-    return tool
 
 
 BASES = [("x curl", "curl -N"), ("x httpx", "httpx loop (iter_bytes)")]
@@ -442,10 +463,7 @@ def scenario_startup(setup: Setup) -> None:
     results = measure(tools, setup.env, setup.args.repeat)
     setup.startups = {r.tool.name: r.median for r in results}
     print_table("1. startup (process spawn to exit)", results,
-                [("x python", "python -c pass"), ("x +httpx", "python -c 'import httpx,orjson'")], {})
-    for runs in results:
-        runs.tool.expect = b""  # no text to check; mark as checked
-    sys.stdout.flush()
+                [("x python", "python -c pass"), ("x +httpx", "python -c 'import httpx,orjson'")])
 
 
 def scenario_short(setup: Setup) -> None:
@@ -453,6 +471,7 @@ def scenario_short(setup: Setup) -> None:
     tools = stream_tools(setup, setup.urls["fast"], chat_body(tokens), lorem_text(tokens), None,
                          ["-m", "lorem", "--max-tokens", str(tokens)])
     results = measure(tools, setup.env, setup.args.repeat)
+    setup.short = {r.tool.name: r.median for r in results}
     print_table(f"2. short answer: {tokens} tokens from ChatServer (lorem, no pacing), full process",
                 results, BASES, setup.startups)
 
@@ -460,13 +479,11 @@ def scenario_short(setup: Setup) -> None:
 def canned_scenario(setup: Setup, name: str, title: str, contents: list[str],
                     rate: Callable[[float], str]) -> None:
     events = sse_events(contents)
-    body = chunked(events)
-    (setup.tmp / f"{name}.sse").write_bytes(body)  # read by the server child at start
     base_url = f"{setup.urls['canned']}/{name}/v1"
     tools = stream_tools(setup, base_url, chat_body(16), "".join(contents), b"".join(events),
                          ["-m", "lorem"])
     results = measure(tools, setup.env, setup.args.repeat)
-    print_table(title, results, BASES, setup.startups, rate)
+    print_table(title, results, BASES, setup.startups, setup.short, rate)
 
 
 def scenario_ttft(setup: Setup) -> None:
@@ -475,8 +492,8 @@ def scenario_ttft(setup: Setup) -> None:
                          ["-m", "lorem", "--max-tokens", str(tokens)])
     results = measure(tools, setup.env, setup.args.ttft_repeat, stream_timing=True)
     print_ttft_table(
-        f"5. time to first token on stdout (spawn to first content byte in the pipe), lorem paced at"
-        f" {tps:g} tokens/s, {tokens} tokens; raw tools count from the first non-empty content delta",
+        f"5. time to first token on stdout, from spawn: ChatServer lorem paced at {tps:g} tokens/s,"
+        f" {tokens} tokens\n   (raw tools: time of the first non-empty content delta in their output)",
         results,
     )
 
@@ -575,9 +592,10 @@ def run_all(setup: Setup, many: list[str], huge: str) -> None:
         [huge], lambda s: f"{size / s / 1e6:,.1f} MB/s",
     )
     scenario_ttft(setup)
-    print(f"\nratios are median / median of the baseline row; net s = median minus the tool's own startup"
-          f" row (assisters --version, python -c 'import httpx,orjson', curl --version); total"
-          f" {time.perf_counter() - started:.0f} s")
+    print("\nratios: median / median of the baseline row. net s: median minus the tool's startup row"
+          " (assisters --version,\npython -c 'import httpx,orjson', curl --version). stream s: median minus"
+          " the tool's short-answer median\n(startup, client setup and request excluded); rate (stream)"
+          f" divides by it. Total {time.perf_counter() - started:.0f} s.")
 
 
 if __name__ == "__main__":

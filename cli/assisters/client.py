@@ -1,17 +1,15 @@
-"""The HTTP side: one httpx client, one streamed request, errors mapped to exit statuses.
+"""The HTTP side: the httpx client, and HTTP and transport failures as exit statuses.
 
-``open_response`` is a context manager around ``httpx.Client.stream`` so the
-connection is closed on every way out: end of body, ``[DONE]``, an error, a
-broken stdout pipe or Ctrl-C. Closing a response that was not read to the end
+Requests are sent by :func:`assisters.exchange.open_exchange`, a context manager
+around ``httpx.Client.stream``: closing a response that was not read to the end
 closes its connection, which is how the server learns to stop generating.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -19,6 +17,9 @@ from assisters import __version__
 from assisters.completion import error_message, one_line, parse_json
 from assisters.config import Settings, redact_url
 from assisters.errors import AssistersError, HTTPStatusError, ProtocolError, TemporaryError
+
+if TYPE_CHECKING:
+    from assisters.exchange import ResponseHead
 
 ERROR_BODY_LIMIT = 64 * 1024
 
@@ -55,64 +56,22 @@ def endpoint(settings: Settings, path: str) -> str:
     return settings.base_url + "/" + path.lstrip("/")
 
 
-@contextmanager
-def open_response(
-    client: httpx.Client,
-    method: str,
-    url: str,
-    *,
-    content: bytes | None = None,
-    headers: dict[str, str] | None = None,
-    timing: Timing | None = None,
-    raise_for_status: bool = True,
-) -> Iterator[httpx.Response]:
-    """Send the request and yield the streamed response (2xx only, unless told).
-
-    A non-2xx response is read (up to 64 KiB) and raised as
-    :class:`HTTPStatusError` with the server's own message.
-    """
-    try:
-        with client.stream(method, url, content=content, headers=headers) as response:
-            if timing is not None:
-                timing.headers = time.perf_counter()
-            if raise_for_status and not response.is_success:
-                raise status_error(response)
-            yield response
-    except httpx.HTTPError as exc:
-        raise transport_error(exc, url) from None
-
-
-def status_error(response: httpx.Response) -> HTTPStatusError:
+def status_error(head: ResponseHead, body: bytes) -> HTTPStatusError:
     """The error for a non-2xx response, worded from its body where it can be."""
-    try:
-        body = read_limited(response, ERROR_BODY_LIMIT)
-    except httpx.HTTPError:
-        body = b""
-    code = response.status_code
+    code = head.status
     message = error_message(parse_json(body))
-    reason = response.reason_phrase or ""
     if message:
         text = f"HTTP {code}: {one_line(message, 400)}"
     else:
         excerpt = one_line(body.decode("utf-8", "replace"), 80)
-        text = f"HTTP {code} {reason}".rstrip() + (f": {excerpt}" if excerpt else "")
-    if 300 <= code < 400 and response.headers.get("location"):
-        text += f" (redirect to {redact_url(response.headers['location'])}; check the base URL)"
-    retry_after = response.headers.get("retry-after")
+        text = f"HTTP {code} {head.reason}".rstrip() + (f": {excerpt}" if excerpt else "")
+    location = head.header("location")
+    if 300 <= code < 400 and location:
+        text += f" (redirect to {redact_url(location)}; check the base URL)"
+    retry_after = head.header("retry-after")
     if code in (429, 503) and retry_after:
         text += f" (retry after {one_line(retry_after, 40)} s)"
     return HTTPStatusError(code, text)
-
-
-def read_limited(response: httpx.Response, limit: int) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    for chunk in response.iter_bytes():
-        parts.append(chunk)
-        size += len(chunk)
-        if size >= limit:
-            break
-    return b"".join(parts)[:limit]
 
 
 def transport_error(exc: httpx.HTTPError, url: str) -> AssistersError:
@@ -139,11 +98,3 @@ def _reason(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return one_line(text, 160)
 
-
-def media_type(response: httpx.Response) -> str:
-    return response.headers.get("content-type", "").split(";")[0].strip().lower()
-
-
-def is_json_reply(response: httpx.Response) -> bool:
-    kind = media_type(response)
-    return kind == "application/json" or kind.endswith("+json")

@@ -9,15 +9,20 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
 from assisters import __version__
+from assisters.client import endpoint
 from assisters.config import Overrides, Settings, insecure_key_warning, load_settings
-from assisters.errors import AssistersError, ExitStatus
+from assisters.errors import AssistersError, ExitStatus, RequestError
+from assisters.exchange import OutgoingRequest
+from assisters.raw import parse_header, raw_request, validate_json
 from assisters.request import ChatOptions, build_chat_body, compose_prompt, encode_body, parse_option_value
-from assisters.runner import run_chat_command
+from assisters.runner import live, local_server, render_chat, render_debug, render_raw, replayed
+from assisters.stream import chat_request
 from assisters.terminal import Streams, system_streams
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -115,6 +120,27 @@ def chat_body(params: dict[str, Any], settings: Settings, prompt: str, *, stream
     return encode_body(build_chat_body(prompt, options))
 
 
+def save_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--save", metavar="FILE", type=click.Path(dir_okay=False, writable=True),
+                        help="Record the exchange as JSON Lines (see README: Recordings).")(command)
+
+
+def verbose_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("-v", "--verbose", is_flag=True,
+                        help="Show the request and the response headers on stderr (keys redacted).")(command)
+
+
+def prepare_chat(params: dict[str, Any], *, stream: bool = True, usage_shown: bool = True,
+                 ) -> tuple[Settings, OutgoingRequest, Streams]:
+    """What chat and debug share: prompt, settings, request body, the http warning."""
+    streams = system_streams(os.environ)
+    prompt = read_prompt(params["prompt"], streams)
+    settings = settings_from(params)
+    body = chat_body(params, settings, prompt, stream=stream, usage_shown=usage_shown)
+    warn_insecure(settings, streams)
+    return settings, chat_request(settings, body), streams
+
+
 @cli.command(context_settings=CONTEXT_SETTINGS)
 @chat_options
 @click.option("--no-stream", is_flag=True, help="Ask for the whole answer at once (batch scripts).")
@@ -123,6 +149,7 @@ def chat_body(params: dict[str, Any], settings: Settings, prompt: str, *, stream
                    "reasoning) instead of the text.")
 @click.option("-u", "--usage", "show_usage", is_flag=True,
               help="At the end, print tokens, time to first token and speed on stderr.")
+@save_option
 def chat(**params: Any) -> None:
     """Send PROMPT and stream the answer to stdout.
 
@@ -135,14 +162,174 @@ def chat(**params: Any) -> None:
       assisters chat "Write a haiku about pipes"
       git diff | assisters chat "review this change"
       assisters chat --json "hi" | jq -r .usage.total_tokens
+      assisters chat --base-url local "no account needed"
+    """
+    settings, request, streams = prepare_chat(
+        params, stream=not params["no_stream"], usage_shown=params["show_usage"] or params["as_json"])
+    with local_server(settings) as settings:
+        request = chat_request(settings, request.body or b"")
+        render_chat(live(settings, request, "chat", streams, save=params["save"]), streams,
+                    as_json=params["as_json"], show_usage=params["show_usage"])
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@chat_options
+@click.option("--pretty", is_flag=True, help="Human-readable blocks instead of JSON Lines.")
+@click.option("--comments", is_flag=True, help="Show comments and keep-alives too.")
+@verbose_option
+@save_option
+def debug(**params: Any) -> None:
+    """Send PROMPT and show every SSE event as it arrives.
+
+    stdout gets one JSON object per event (index, ms since the request, event
+    type, data; "json": false when the data did not parse); stderr gets a
+    summary with timings, usage and anomalies. The prompt rules and options are
+    those of chat; the exit status follows the same completion rules.
+
+    \b
+    Examples:
+      assisters debug "hi" | jq -c '.data.choices[0].delta'
+      assisters debug --pretty --comments "hi"
+    """
+    settings, request, streams = prepare_chat(params)
+    with local_server(settings) as settings:
+        request = chat_request(settings, request.body or b"")
+        render_debug(live(settings, request, "debug", streams, save=params["save"],
+                          verbose=params["verbose"]),
+                     streams, pretty=params["pretty"], comments=params["comments"])
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("file", required=False, type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--path", "api_path", default="/chat/completions", show_default=True,
+              help="Path relative to the base URL.")
+@click.option("-X", "--method", default="POST", show_default=True, help="HTTP method.")
+@click.option("-H", "--header", "headers", multiple=True, metavar="'NAME: VALUE'",
+              help="Extra request header (repeatable).")
+@click.option("--events", is_flag=True, help="Print each SSE data payload on its own line instead.")
+@click.option("--no-validate", is_flag=True, help="Send the body even if it is not valid JSON.")
+@verbose_option
+@save_option
+@connection_options
+def raw(**params: Any) -> None:
+    """Send a request body as-is and print the response body exactly as received.
+
+    The body comes from FILE, or from stdin when FILE is - or omitted. A GET
+    (or HEAD, DELETE) sends no body. A non-2xx response still goes to stdout;
+    its status goes to stderr and sets the exit status.
+
+    \b
+    Examples:
+      echo '{"model":"llama-3.1-8b","messages":[{"role":"user","content":"hi"}],"stream":true}' \\
+        | assisters raw --events | jq -r '.choices[0].delta.content // empty'
+      assisters raw -X GET --path /models | jq -r '.data[].id'
     """
     streams = system_streams(os.environ)
-    prompt = read_prompt(params["prompt"], streams)
+    body = raw_body(params, streams)
     settings = settings_from(params)
-    show = params["show_usage"] or params["as_json"]
-    body = chat_body(params, settings, prompt, stream=not params["no_stream"], usage_shown=show)
     warn_insecure(settings, streams)
-    run_chat_command(settings, body, streams, as_json=params["as_json"], show_usage=params["show_usage"])
+    headers = [parse_header(h) for h in params["headers"]]
+    with local_server(settings) as settings:
+        request = raw_request(params["method"], endpoint(settings, params["api_path"]), headers, body)
+        render_raw(live(settings, request, "raw", streams, save=params["save"],
+                        verbose=params["verbose"]),
+                   streams, events=params["events"])
+
+
+def raw_body(params: dict[str, Any], streams: Streams) -> bytes | None:
+    if params["method"].upper() in ("GET", "HEAD", "DELETE", "OPTIONS") and not params["file"]:
+        return None
+    source = params["file"] or "-"
+    if source == "-":
+        if streams.stdin_is_tty:
+            raise click.UsageError("no request body: give FILE, or pipe the body to stdin")
+        body, name = streams.stdin.read(), "stdin"
+    else:
+        try:
+            body, name = Path(source).read_bytes(), source
+        except OSError as exc:
+            raise RequestError(f"cannot read {source}: {exc.strerror}") from None
+    if not params["no_validate"]:
+        validate_json(body, name)
+    return body
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--as", "render_as", type=click.Choice(["chat", "debug", "raw"]), default="chat",
+              show_default=True, help="Render the recording as this command would.")
+@click.option("--realtime", is_flag=True, help="Keep the recorded timing (default: as fast as possible).")
+@click.option("--json", "as_json", is_flag=True, help="With --as chat: one chat.completion object.")
+@click.option("--pretty", is_flag=True, help="With --as debug: human-readable blocks.")
+@click.option("--comments", is_flag=True, help="With --as debug: show comments too.")
+@click.option("--events", is_flag=True, help="With --as raw: one SSE data payload per line.")
+def replay(**params: Any) -> None:
+    """Render a recording made with --save, offline.
+
+    Replaying a recording of chat reproduces its stdout byte for byte and its
+    exit status.
+
+    \b
+    Examples:
+      assisters chat --save bug.jsonl "hi" && assisters replay bug.jsonl
+      assisters replay --as debug bug.jsonl | jq .ms
+    """
+    streams = system_streams(os.environ)
+    opener = replayed(Path(params["file"]), realtime=params["realtime"])
+    if params["render_as"] == "debug":
+        render_debug(opener, streams, pretty=params["pretty"], comments=params["comments"])
+    elif params["render_as"] == "raw":
+        render_raw(opener, streams, events=params["events"])
+    else:
+        render_chat(opener, streams, as_json=params["as_json"])
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="Port (0 picks a free one).")
+@click.option("--tokens-per-second", default=50.0, show_default=True, type=click.FloatRange(min=0),
+              help="Pace of the lorem model (0: no pause).")
+@click.option("--replay", "replay_file", type=click.Path(exists=True, dir_okay=False),
+              help="Answer every chat request with this recording.")
+@click.option("--fail-status", type=click.IntRange(400, 599), help="Answer with this HTTP status ...")
+@click.option("--fail-times", default=1, show_default=True, type=click.IntRange(min=0),
+              help="... for the first K requests (0: always).")
+@click.option("--retry-after", type=click.FloatRange(min=0), metavar="S",
+              help="Send Retry-After with the failure.")
+@click.option("--drop-after", type=click.IntRange(min=0), metavar="N",
+              help="Cut the connection after N content chunks.")
+@click.option("--stall-after", type=click.IntRange(min=0), metavar="N", help="Pause after N chunks ...")
+@click.option("--stall-seconds", default=0.0, type=click.FloatRange(min=0), metavar="S",
+              help="... for S seconds.")
+@click.option("--malformed-at", type=click.IntRange(min=1), metavar="N",
+              help="Send content chunk N as invalid JSON.")
+@click.option("--first-token-delay-ms", default=0.0, type=click.FloatRange(min=0), metavar="MS",
+              help="Pause before the first chunk.")
+@click.option("-v", "--verbose", is_flag=True, help="Log one line per request on stderr.")
+def serve(**params: Any) -> None:
+    """Run a local OpenAI-compatible server (models: echo, lorem) with fault injection.
+
+    Prints its base URL on stdout, then serves until Ctrl-C (exit 0).
+
+    \b
+    Examples:
+      assisters serve --port 8000 &
+      ASSISTERS_BASE_URL=http://127.0.0.1:8000/v1 assisters chat -m echo "hello"
+      assisters serve --port 0 --drop-after 5     # test a client against a cut stream
+    """
+    from assisters.server import ChatServer, ServeOptions
+
+    replay_file = params.pop("replay_file")
+    options = ServeOptions(replay=Path(replay_file) if replay_file else None, **params)
+    server = ChatServer(options)
+    click.echo(server.base_url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -33,6 +33,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 DEFAULT_BASE_URL = "https://api.assisters.dev/v1"
+LOCAL_BASE_URL = "local"  # the built-in server, started for the duration of a command
 DEFAULT_MODEL = "llama-3.1-8b"
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 300.0
@@ -240,6 +241,8 @@ def _flag(value: Any, name: str, path: Path) -> bool | None:
 
 
 def check_base_url(url: str) -> None:
+    if url == LOCAL_BASE_URL:
+        return
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(
@@ -248,6 +251,8 @@ def check_base_url(url: str) -> None:
 
 
 def is_loopback(url: str) -> bool:
+    if url == LOCAL_BASE_URL:
+        return True
     host = urlsplit(url).hostname or ""
     if host == "localhost" or host.endswith(".localhost"):
         return True

@@ -35,6 +35,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from assisters.recording import load_recording
+
 MODELS = ("echo", "lorem")
 LOREM_DEFAULT_TOKENS = 64
 MAX_CHOICES = 8
@@ -78,7 +80,8 @@ class ServeOptions:
     stall_seconds: float = 0.0  # ... this long, then continue
     malformed_at: int | None = None  # streaming: the Nth content chunk (1-based) is not JSON
     first_token_delay_ms: float = 0.0  # pause before the first chunk
-    replay: Path | None = None  # answer every chat request with this file of raw SSE bytes
+    replay: Path | None = None  # answer every chat request with a recording (or raw SSE bytes)
+    default_model: str | None = None  # serve unknown model names with this model
     verbose: bool = False  # one stderr line per request: method, path, status
 
     def __post_init__(self) -> None:
@@ -212,9 +215,11 @@ class ChatRequest:
     include_usage: bool = False
 
 
-def parse_chat_request(body: bytes) -> ChatRequest:
+def parse_chat_request(body: bytes, default_model: str | None = None) -> ChatRequest:
     """Validate a request body the way OpenAI does, raising ApiError (400/404) if bad."""
     data = _json_object(body)
+    if default_model and isinstance(data.get("model"), str) and data["model"] not in MODELS:
+        data["model"] = default_model
     model = _model_of(data)
     messages = _messages_of(data)
     limit = _int_field(data, "max_completion_tokens", None, 1, MAX_TOKENS_LIMIT)
@@ -435,11 +440,15 @@ class _EventStream:
         self.content_sent = 0
         self._stalled = False
 
-    def open(self) -> None:
+    def open(self, status: int = 200, reason: str | None = None,
+             headers: list[tuple[str, str]] | None = None) -> None:
         handler = self._handler
-        handler.send_response(200)
-        handler.send_header("Content-Type", "text/event-stream; charset=utf-8")
-        handler.send_header("Cache-Control", "no-cache")
+        handler.send_response(status, reason)
+        if headers is None:
+            headers = [("Content-Type", "text/event-stream; charset=utf-8"),
+                       ("Cache-Control", "no-cache")]
+        for name, value in headers:
+            handler.send_header(name, value)
         handler.send_header("Transfer-Encoding", "chunked")
         self._guarded(handler.end_headers)
 
@@ -478,6 +487,10 @@ class _EventStream:
     def end(self) -> None:
         """The zero-length chunk that tells the client the body is complete."""
         self._guarded(self._handler.wfile.write, b"0\r\n\r\n")
+
+    def drop(self) -> NoReturn:
+        """Cut the connection now, as a failing server would."""
+        self._drop()
 
     def _drop(self) -> NoReturn:
         # A FIN without the terminating chunk: the client sees a truncated chunked body.
@@ -524,20 +537,39 @@ def stream_completion(handler: ChatRequestHandler, request: ChatRequest) -> None
 def write_replay(handler: ChatRequestHandler, path: Path) -> None:
     """Answer a chat request with a recording instead of a model.
 
-    This is the hook for recorded sessions. Today a recording is a plain file of raw SSE
-    bytes, sent as ``200 text/event-stream`` in pieces split after each blank line, so a
-    captured stream can be played back to the client exactly as it was received.
+    A recording made with ``--save`` is served with its status, headers and body
+    reads (one HTTP chunk per read, as fast as possible). Any other file is taken
+    as raw SSE bytes, sent as ``200 text/event-stream`` in pieces split after each
+    blank line.
     """
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ApiError(500, f"Cannot read the replay file: {exc}", type_="server_error") from None
     stream = _EventStream(handler)
-    stream.open()
+    if data.startswith(b"{") and b'"assisters-recording"' in data.split(b"\n", 1)[0]:
+        recording = load_recording(path)
+        if recording.head is None:
+            raise ApiError(502, "The recording holds no response.", type_="server_error")
+        stream.open(recording.head.status, recording.head.reason, _replayable(recording.head.headers))
+        pieces = [piece for _, piece in recording.reads]
+        broke = recording.error is not None
+    else:
+        stream.open()
+        pieces, broke = split_events(data), False
     stream.pause(handler.chat.options.first_token_delay_ms / 1000)
-    for piece in split_events(data):
+    for piece in pieces:
         stream.write(piece)
+    if broke:  # the recorded connection broke: so does this one
+        stream.drop()
     stream.end()
+
+
+_HOP_BY_HOP = {"transfer-encoding", "content-length", "connection", "keep-alive", "date", "server"}
+
+
+def _replayable(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in headers if k.lower() not in _HOP_BY_HOP]
 
 
 def split_events(data: bytes) -> list[bytes]:
@@ -633,7 +665,7 @@ class ChatRequestHandler(BaseHTTPRequestHandler):
         if options.replay is not None:
             self._streaming(write_replay, options.replay)
             return
-        request = parse_chat_request(body)
+        request = parse_chat_request(body, options.default_model)
         if request.stream:
             self._streaming(stream_completion, request)
         else:

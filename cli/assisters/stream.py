@@ -1,22 +1,28 @@
-"""The streaming core: send a chat request, decode the reply, hand text to a sink.
+"""The streaming core: turn a chat completion exchange into text for a sink.
 
-Shared by every command that talks to ``/chat/completions``. It knows nothing of
-click or of stdout: output goes through a :class:`ChatSink`.
+Shared by every command that shows a chat answer, live or from a recording. It
+knows nothing of click or of stdout: output goes through a :class:`ChatSink`.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-import httpx
-
-from assisters.client import Timing, endpoint, is_json_reply, open_response, transport_error
+from assisters.client import ERROR_BODY_LIMIT, Timing, endpoint, status_error
 from assisters.completion import CompletionAccumulator, parse_json
 from assisters.config import Settings
 from assisters.errors import AssistersError, ProtocolError
+from assisters.exchange import BodyDecoder, Exchange, OutgoingRequest, read_body
 from assisters.sse import SSEDecoder
+
+CHAT_HEADERS = [
+    ("Content-Type", "application/json"),
+    ("Accept", "text/event-stream, application/json"),
+    ("Accept-Encoding", "gzip, deflate"),
+]
 
 
 class ChatSink(Protocol):
@@ -34,69 +40,82 @@ class ChatResult:
     warnings: list[str]
 
 
-def run_chat(
-    client: httpx.Client,
-    settings: Settings,
-    body: bytes,
-    sink: ChatSink,
-    *,
-    timing: Timing | None = None,
-) -> ChatResult:
-    """POST ``body`` to ``/chat/completions`` and stream the answer into ``sink``.
+def chat_request(settings: Settings, body: bytes) -> OutgoingRequest:
+    return OutgoingRequest("POST", endpoint(settings, "chat/completions"), list(CHAT_HEADERS), body)
+
+
+def check_status(exchange: Exchange) -> BodyDecoder:
+    """Raise the server's error for a non-2xx reply; else the body's decoder."""
+    decoder = BodyDecoder(exchange.head.header("content-encoding"))
+    if not exchange.head.is_success:
+        try:
+            body = decoder.decode(read_body(exchange, ERROR_BODY_LIMIT))
+        except ProtocolError:
+            body = b""
+        raise status_error(exchange.head, body)
+    return decoder
+
+
+def guarded_reads(exchange: Exchange, broken: list[AssistersError]) -> Iterator[bytes]:
+    """The exchange's reads; a transport failure ends them and lands in ``broken``,
+    because what it means depends on what arrived before it."""
+    try:
+        yield from exchange.reads()
+    except AssistersError as exc:
+        broken.append(exc)
+
+
+def consume_chat(exchange: Exchange, sink: ChatSink, timing: Timing) -> ChatResult:
+    """Read a chat completion reply into ``sink``, a network read at a time.
 
     Returns when the answer is complete; raises an :class:`AssistersError` when
     it failed, after the text that arrived has gone to the sink.
     """
-    timing = timing or Timing()
+    body_decoder = check_status(exchange)
     answer = CompletionAccumulator()
-    url = endpoint(settings, "chat/completions")
-    headers = {"Content-Type": "application/json", "Accept": "text/event-stream, application/json"}
-    broken: AssistersError | None = None
-    with open_response(client, "POST", url, content=body, headers=headers, timing=timing) as response:
-        if is_json_reply(response):
-            _read_json_reply(response, answer, sink, timing)
-        else:
-            broken = _read_event_stream(response, answer, sink, timing, url)
+    broken: list[AssistersError] = []
+    reads = guarded_reads(exchange, broken)
+    if exchange.head.is_json:
+        _read_json_reply(reads, body_decoder, answer, sink, timing, broken)
+    else:
+        _read_event_stream(reads, body_decoder, answer, sink, timing)
     timing.end = time.perf_counter()
-    return ChatResult(answer, timing, answer.outcome(broken))
+    return ChatResult(answer, timing, answer.outcome(broken[0] if broken else None))
 
 
 def _read_event_stream(
-    response: httpx.Response,
+    reads: Iterator[bytes],
+    body_decoder: BodyDecoder,
     answer: CompletionAccumulator,
     sink: ChatSink,
     timing: Timing,
-    url: str,
-) -> AssistersError | None:
-    """Feed every network read through the decoder; returns how the transport broke, if it did."""
-    decoder = SSEDecoder()
-    feed = decoder.feed
+) -> None:
+    feed = SSEDecoder().feed
     apply = answer.apply
-    try:
-        for chunk in response.iter_bytes():
-            if timing.first_byte is None:
-                timing.first_byte = time.perf_counter()
-            for item in feed(chunk):
-                apply(item)
-                if answer.stopped:
-                    break
-            _deliver(answer, sink, timing)
+    decode = body_decoder.decode
+    for data in reads:
+        for item in feed(decode(data)):
+            apply(item)
             if answer.stopped:
-                return None
-    except httpx.HTTPError as exc:
-        return transport_error(exc, url)
-    finally:
-        decoder.close()
-    return None
+                break
+        _deliver(answer, sink, timing)
+        if answer.stopped:
+            return
 
 
 def _read_json_reply(
-    response: httpx.Response, answer: CompletionAccumulator, sink: ChatSink, timing: Timing
+    reads: Iterator[bytes],
+    body_decoder: BodyDecoder,
+    answer: CompletionAccumulator,
+    sink: ChatSink,
+    timing: Timing,
+    broken: list[AssistersError],
 ) -> None:
-    body = response.read()
-    timing.first_byte = time.perf_counter()
+    body = b"".join(body_decoder.decode(data) for data in reads)
     payload = parse_json(body)
     if payload is None:
+        if broken:
+            raise broken[0]
         raise ProtocolError("the server replied application/json, but the body is not JSON")
     answer.apply_completion(payload)
     _deliver(answer, sink, timing)

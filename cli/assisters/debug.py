@@ -1,0 +1,241 @@
+"""``assisters debug``: every SSE event as it arrives, then a summary of the stream.
+
+Unlike ``chat`` it never stops at the first bad event: it shows it, counts it and
+reads on to the end of the body (events after ``[DONE]`` included), so a broken
+stream can be seen whole. The exit status still follows the chat completion rules.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from assisters.client import Timing
+from assisters.completion import CompletionAccumulator, parse_json
+from assisters.errors import AssistersError
+from assisters.exchange import BodyDecoder, Exchange, OutgoingRequest, ResponseHead
+from assisters.recording import redact_headers
+from assisters.sse import Comment, Event, Field, SSEDecoder
+from assisters.stream import check_status, guarded_reads
+from assisters.terminal import Streams
+
+
+@dataclass
+class DebugStats:
+    events: int = 0
+    content_chunks: int = 0
+    comments: int = 0
+    after_done: int = 0
+    unparsable: int = 0
+    unknown_fields: int = 0
+    body_bytes: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+class EventPrinter:
+    """One line of JSON per item (for ``jq``), or ``--pretty`` blocks for people."""
+
+    def __init__(self, streams: Streams, *, pretty: bool, comments: bool) -> None:
+        self._out = streams.stdout
+        self._pretty = pretty
+        self._comments = comments
+        self._styled = streams.stdout_styled
+
+    def event(self, index: int, ms: float, event: Event, payload: Any, parsed: bool) -> None:
+        record: dict[str, Any] = {"index": index, "ms": round(ms, 3), "event": event.type}
+        if event.id is not None:
+            record["id"] = event.id
+        record["data"] = payload if parsed else event.data
+        if not parsed:
+            record["json"] = False
+        if event.data.startswith("[DONE]"):
+            record["done"] = True
+        if self._pretty:
+            label = f"Chunk {index} (+{ms:.1f} ms)"
+            if event.type != "message":
+                label += f" event: {event.type}"
+            if not parsed:
+                label += " [not JSON]" if not record.get("done") else ""
+            body = orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode() if parsed else event.data
+            self._block(label, body)
+        else:
+            self._line(record)
+
+    def comment(self, ms: float, comment: Comment) -> None:
+        if not self._comments:
+            return
+        if self._pretty:
+            self._block(f"Comment (+{ms:.1f} ms)", comment.text)
+        else:
+            self._line({"ms": round(ms, 3), "comment": comment.text})
+
+    def field(self, ms: float, item: Field) -> None:
+        if self._pretty:
+            self._block(f"Unknown field {item.name!r} (+{ms:.1f} ms)", item.value)
+        else:
+            self._line({"ms": round(ms, 3), "field": item.name, "value": item.value})
+
+    def _line(self, record: dict[str, Any]) -> None:
+        self._out.write(orjson.dumps(record) + b"\n")
+
+    def _block(self, label: str, body: str) -> None:
+        if self._styled:
+            label = f"\033[1;36m{label}:\033[0m"
+        else:
+            label += ":"
+        indented = "\n".join("  " + line for line in body.split("\n"))
+        self._out.write(f"{label}\n{indented}\n".encode("utf-8", "replace"))
+
+    def flush(self) -> None:
+        self._out.flush()
+
+
+def consume_debug(exchange: Exchange, printer: EventPrinter, timing: Timing,
+                  streams: Streams) -> None:
+    """Show every item, then the summary; raise as ``chat`` would for the same stream."""
+    body_decoder = check_status(exchange)
+    answer = CompletionAccumulator()
+    stats = DebugStats()
+    broken: list[AssistersError] = []
+    if exchange.head.is_json:
+        _json_reply(guarded_reads(exchange, broken), body_decoder, answer, printer, stats, timing)
+    else:
+        decoder = SSEDecoder(comments=True)
+        for data in guarded_reads(exchange, broken):
+            ms = (time.perf_counter() - timing.start) * 1000
+            decoded = body_decoder.decode(data)
+            stats.body_bytes += len(decoded)
+            for item in decoder.feed(decoded):
+                _item(item, ms, answer, printer, stats, timing)
+            printer.flush()
+        if decoder.pending:
+            stats.notes.append(f"unterminated last event discarded: {decoder.pending_text[:60]!r}")
+    timing.end = time.perf_counter()
+    error: AssistersError | None = None
+    warnings: list[str] = []
+    try:
+        warnings = answer.outcome(broken[0] if broken else None)
+    except AssistersError as exc:
+        error = exc
+    streams.warn(summary(answer, stats, timing, broken))
+    for warning in warnings:
+        streams.warn(warning)
+    if error is not None:
+        raise error
+
+
+def _json_reply(reads: Iterator[bytes], body_decoder: BodyDecoder, answer: CompletionAccumulator,
+                printer: EventPrinter, stats: DebugStats, timing: Timing) -> None:
+    """A 2xx application/json reply: shown as one event, read as one completion."""
+    body = b"".join(body_decoder.decode(data) for data in reads)
+    ms = (time.perf_counter() - timing.start) * 1000
+    stats.body_bytes = len(body)
+    stats.events = 1
+    payload = parse_json(body)
+    text = body.decode("utf-8", "replace")
+    printer.event(1, ms, Event("message", text), payload, payload is not None)
+    printer.flush()
+    if payload is None:
+        stats.unparsable = 1
+        answer.bad_payloads.append(text)
+        return
+    answer.apply_completion(payload)
+    timing.first_token = time.perf_counter()
+
+
+def _item(item: Any, ms: float, answer: CompletionAccumulator, printer: EventPrinter,
+          stats: DebugStats, timing: Timing) -> None:
+    if type(item) is Comment:
+        stats.comments += 1
+        printer.comment(ms, item)
+        return
+    if type(item) is Field:
+        stats.unknown_fields += 1
+        printer.field(ms, item)
+        answer.apply(item)
+        return
+    stats.events += 1
+    if answer.done:
+        stats.after_done += 1
+    payload = parse_json(item.data)
+    parsed = payload is not None or item.data.strip() == "null"
+    if not parsed and item.data and not item.data.startswith("[DONE]"):
+        stats.unparsable += 1
+    before = len(answer.choices.get(0).content) if 0 in answer.choices else 0
+    answer.apply(item)
+    after = len(answer.choices.get(0).content) if 0 in answer.choices else 0
+    if after > before:
+        stats.content_chunks += 1
+        if timing.first_token is None:
+            timing.first_token = time.perf_counter()
+    answer.take_text()
+    answer.take_reasoning()
+    printer.event(stats.events, ms, item, payload, parsed)
+
+
+def summary(answer: CompletionAccumulator, stats: DebugStats, timing: Timing,
+            broken: list[AssistersError]) -> str:
+    def ms(when: float | None) -> str:
+        value = timing.since_start(when)
+        return "-" if value is None else f"{value * 1000:.1f} ms"
+
+    usage = answer.usage or {}
+    completion_tokens = usage.get("completion_tokens")
+    speed = "-"
+    if isinstance(completion_tokens, int) and timing.first_token and timing.end:
+        generating = timing.end - timing.first_token
+        if generating > 0 and completion_tokens > 1:
+            speed = f"{(completion_tokens - 1) / generating:.1f} tokens/s"
+    usage_text = (f"{usage.get('prompt_tokens')} prompt + {completion_tokens} completion = "
+                  f"{usage.get('total_tokens')} total" if usage else "none sent")
+    lines = [
+        f"summary: {stats.events} events, {stats.content_chunks} content chunks, "
+        f"{stats.comments} comments, {stats.body_bytes} body bytes",
+        f"  time to first byte {ms(timing.first_byte)}, first token {ms(timing.first_token)}, "
+        f"total {ms(timing.end)}, {speed}",
+        f"  finish_reason {answer.finish_reason or '-'}, [DONE] {'yes' if answer.done else 'no'}, "
+        f"usage {usage_text}",
+        "  anomalies: " + (", ".join(anomalies(answer, stats, broken)) or "none"),
+    ]
+    return "\n".join(lines)
+
+
+def anomalies(answer: CompletionAccumulator, stats: DebugStats,
+              broken: list[AssistersError]) -> list[str]:
+    found = []
+    if stats.body_bytes == 0:
+        found.append("empty 200 body")
+    if stats.after_done:
+        found.append(f"{stats.after_done} events after [DONE]")
+    if not answer.done and stats.body_bytes:
+        found.append("missing [DONE]")
+    if stats.unparsable:
+        found.append(f"{stats.unparsable} unparsable data")
+    if stats.unknown_fields:
+        found.append(f"{stats.unknown_fields} unknown SSE fields")
+    if answer.error is not None:
+        found.append(f"error in stream: {answer.error.message}")
+    if broken:
+        found.append(f"transport: {broken[0].message}")
+    found.extend(stats.notes)
+    return found
+
+
+def describe_request(request: OutgoingRequest) -> str:
+    """``-v``: the request as sent, credentials redacted."""
+    lines = [f"> {request.method} {request.url}"]
+    lines += [f"> {k}: {v}" for k, v in redact_headers(request.headers)]
+    if request.body is not None:
+        lines.append(">")
+        lines.append("> " + request.body.decode("utf-8", "replace"))
+    return "\n".join(lines)
+
+
+def describe_response(head: ResponseHead) -> str:
+    lines = [f"< {head.http_version} {head.status} {head.reason}"]
+    lines += [f"< {k}: {v}" for k, v in redact_headers(head.headers)]
+    return "\n".join(lines)

@@ -1,0 +1,187 @@
+"""One HTTP exchange as the commands see it: a response head and the body's reads.
+
+The same :class:`Exchange` comes from the network (:func:`open_exchange`) or from
+a recording (:mod:`assisters.recording`), so ``chat``, ``debug`` and ``raw`` render
+both the same way. ``reads`` yields the body exactly as received (transfer framing
+removed, content encoding kept); :class:`BodyDecoder` undoes gzip/deflate
+incrementally for the commands that parse the body.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import httpx
+
+from assisters.client import Timing, transport_error
+from assisters.errors import AssistersError, ProtocolError
+
+ACCEPT_ENCODING = "gzip, deflate"  # only what BodyDecoder can undo
+
+
+@dataclass(frozen=True)
+class ResponseHead:
+    status: int
+    reason: str
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    http_version: str = "HTTP/1.1"
+
+    def header(self, name: str, default: str = "") -> str:
+        name = name.lower()
+        return next((v for k, v in self.headers if k.lower() == name), default)
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def media_type(self) -> str:
+        return self.header("content-type").split(";")[0].strip().lower()
+
+    @property
+    def is_json(self) -> bool:
+        kind = self.media_type
+        return kind == "application/json" or kind.endswith("+json")
+
+
+class Exchange(Protocol):
+    head: ResponseHead
+
+    def reads(self) -> Iterator[bytes]:
+        """The body's reads; raises :class:`AssistersError` if the transport breaks."""
+        ...
+
+
+@dataclass(frozen=True)
+class OutgoingRequest:
+    method: str
+    url: str
+    headers: list[tuple[str, str]]
+    body: bytes | None
+
+
+class Recorder(Protocol):
+    def request(self, request: OutgoingRequest) -> None: ...
+
+    def response(self, head: ResponseHead) -> None: ...
+
+    def read(self, data: bytes) -> None: ...
+
+    def error(self, error: AssistersError) -> None: ...
+
+    def end(self) -> None: ...
+
+
+class LiveExchange:
+    """An httpx streamed response; transport errors become :class:`AssistersError`."""
+
+    def __init__(self, response: httpx.Response, url: str, timing: Timing,
+                 recorder: Recorder | None) -> None:
+        self._response = response
+        self._url = url
+        self._timing = timing
+        self._recorder = recorder
+        self.head = ResponseHead(
+            status=response.status_code,
+            reason=response.reason_phrase,
+            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.raw],
+            http_version=response.http_version,
+        )
+
+    def reads(self) -> Iterator[bytes]:
+        recorder = self._recorder
+        try:
+            for data in self._response.iter_raw():
+                if self._timing.first_byte is None:
+                    self._timing.first_byte = time.perf_counter()
+                if recorder is not None:
+                    recorder.read(data)
+                yield data
+        except httpx.HTTPError as exc:
+            error = transport_error(exc, self._url)
+            if recorder is not None:
+                recorder.error(error)
+            raise error from None
+
+
+@contextmanager
+def open_exchange(
+    client: httpx.Client,
+    request: OutgoingRequest,
+    *,
+    timing: Timing,
+    recorder: Recorder | None = None,
+) -> Iterator[LiveExchange]:
+    """Send ``request`` and yield the streamed exchange; the connection is closed
+    on every way out (end of body, an error, a broken pipe, Ctrl-C)."""
+    if recorder is not None:
+        recorder.request(with_client_headers(client, request))
+    try:
+        with client.stream(request.method, request.url, content=request.body,
+                           headers=request.headers) as response:
+            timing.headers = time.perf_counter()
+            exchange = LiveExchange(response, request.url, timing, recorder)
+            if recorder is not None:
+                recorder.response(exchange.head)
+            yield exchange
+    except httpx.HTTPError as exc:
+        error = transport_error(exc, request.url)
+        if recorder is not None:
+            recorder.error(error)
+        raise error from None
+    finally:
+        if recorder is not None:
+            recorder.end()
+
+
+def with_client_headers(client: httpx.Client, request: OutgoingRequest) -> OutgoingRequest:
+    """The request with the client's default headers, as it goes on the wire."""
+    merged = httpx.Headers(client.headers)
+    merged.update(dict(request.headers))
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in merged.raw]
+    return OutgoingRequest(request.method, request.url, headers, request.body)
+
+
+class BodyDecoder:
+    """Undo ``Content-Encoding`` (gzip, deflate) read by read, so a compressed
+    stream is still shown as it arrives."""
+
+    def __init__(self, content_encoding: str) -> None:
+        encodings = [e.strip().lower() for e in content_encoding.split(",") if e.strip()]
+        encodings = [e for e in encodings if e != "identity"]
+        self._decoders: list[zlib._Decompress] = []
+        for encoding in reversed(encodings):
+            if encoding in ("gzip", "x-gzip"):
+                self._decoders.append(zlib.decompressobj(16 + zlib.MAX_WBITS))
+            elif encoding == "deflate":
+                self._decoders.append(zlib.decompressobj())
+            else:
+                raise ProtocolError(f"the response uses an unsupported content encoding: {encoding}")
+
+    def decode(self, data: bytes) -> bytes:
+        try:
+            for decoder in self._decoders:
+                data = decoder.decompress(data)
+        except zlib.error as exc:
+            raise ProtocolError(f"the compressed response body is corrupt: {exc}") from None
+        return data
+
+
+def read_body(exchange: Exchange, limit: int) -> bytes:
+    """Up to ``limit`` bytes of a (short) body, e.g. an error reply; transport errors give up quietly."""
+    parts: list[bytes] = []
+    size = 0
+    try:
+        for data in exchange.reads():
+            parts.append(data)
+            size += len(data)
+            if size >= limit:
+                break
+    except AssistersError:
+        pass
+    return b"".join(parts)[:limit]

@@ -1,0 +1,192 @@
+"""Recordings: an exchange saved as JSON Lines (``--save``) and played back (``replay``).
+
+One JSON object per line, written and flushed as the exchange happens, so a
+crash or Ctrl-C keeps everything that arrived::
+
+    {"type": "request", "format": "assisters-recording", "version": 1, "command": "chat",
+     "method": "POST", "url": "...", "headers": [["Authorization", "[REDACTED]"], ...],
+     "body": "<text>"}                         # or "body_b64" when not UTF-8
+    {"type": "response", "ms": 41.2, "status": 200, "reason": "OK",
+     "http_version": "HTTP/1.1", "headers": [["content-type", "text/event-stream"], ...]}
+    {"type": "read", "ms": 43.0, "text": "data: {...}\\n\\n"}   # or "b64" when not UTF-8 alone
+    {"type": "error", "ms": 950.1, "message": "the connection ... broke: ...", "status": 75}
+    {"type": "end", "ms": 951.0}
+
+``ms`` counts from the moment the request was sent. Reads are the body bytes as
+they came off the connection (transfer framing removed, content encoding kept).
+Credentials never reach the file: headers that carry them are replaced by
+``[REDACTED]``, and the key itself is scrubbed from every line as a last guard.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from assisters.errors import AssistersError, ExitStatus, RequestError
+from assisters.exchange import OutgoingRequest, ResponseHead
+
+FORMAT = "assisters-recording"
+VERSION = 1
+REDACTED = "[REDACTED]"
+_SECRET_WORDS = ("auth", "key", "token", "secret", "cookie", "password", "signature")
+
+
+def is_secret_header(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_WORDS)
+
+
+def redact_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(k, REDACTED if is_secret_header(k) else v) for k, v in headers]
+
+
+def _bytes_field(data: bytes, text_key: str, b64_key: str) -> dict[str, str]:
+    try:
+        return {text_key: data.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {b64_key: base64.b64encode(data).decode("ascii")}
+
+
+class FileRecorder:
+    """Writes an exchange to ``stream`` line by line, flushing each line."""
+
+    def __init__(self, stream: IO[bytes], command: str, secrets: list[str]) -> None:
+        self._stream = stream
+        self._command = command
+        self._secrets = [s for s in secrets if s]
+        self._start = time.perf_counter()
+
+    def _ms(self) -> float:
+        return round((time.perf_counter() - self._start) * 1000, 3)
+
+    def _write(self, record: dict[str, Any]) -> None:
+        line = orjson.dumps(record)
+        for secret in self._secrets:
+            line = line.replace(secret.encode(), REDACTED.encode())
+        self._stream.write(line + b"\n")
+        self._stream.flush()
+
+    def request(self, request: OutgoingRequest) -> None:
+        self._start = time.perf_counter()
+        record: dict[str, Any] = {
+            "type": "request", "format": FORMAT, "version": VERSION, "command": self._command,
+            "method": request.method, "url": request.url,
+            "headers": redact_headers(request.headers),
+        }
+        if request.body is not None:
+            record.update(_bytes_field(request.body, "body", "body_b64"))
+        self._write(record)
+
+    def response(self, head: ResponseHead) -> None:
+        self._write({"type": "response", "ms": self._ms(), "status": head.status,
+                     "reason": head.reason, "http_version": head.http_version,
+                     "headers": redact_headers(head.headers)})
+
+    def read(self, data: bytes) -> None:
+        self._write({"type": "read", "ms": self._ms(), **_bytes_field(data, "text", "b64")})
+
+    def error(self, error: AssistersError) -> None:
+        self._write({"type": "error", "ms": self._ms(), "message": error.message,
+                     "status": int(error.status)})
+
+    def end(self) -> None:
+        self._write({"type": "end", "ms": self._ms()})
+
+
+@contextmanager
+def recorder_for(path: str | None, command: str, secrets: list[str]) -> Iterator[FileRecorder | None]:
+    """``--save FILE`` (``-`` is not allowed: stdout is for the answer)."""
+    if not path:
+        yield None
+        return
+    try:
+        stream = open(path, "wb")  # noqa: SIM115 - closed below, after the exchange
+    except OSError as exc:
+        raise RequestError(f"cannot write recording {path}: {exc.strerror}") from None
+    with stream:
+        yield FileRecorder(stream, command, secrets)
+
+
+@dataclass
+class Recording:
+    request: dict[str, Any]
+    head: ResponseHead | None
+    reads: list[tuple[float, bytes]] = field(default_factory=list)
+    error: AssistersError | None = None
+    error_ms: float = 0.0
+
+
+def load_recording(path: Path) -> Recording:
+    """Parse a recording; a file that is not one is a usage problem (exit 65)."""
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError as exc:
+        raise RequestError(f"cannot read recording {path}: {exc.strerror}") from None
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            if number == len(lines):
+                break  # a line cut short by a crash: keep what came before
+            raise RequestError(f"{path}:{number}: not a JSON line") from None
+    if not records or records[0].get("format") != FORMAT:
+        raise RequestError(f"{path}: not an assisters recording (made with --save)")
+    return _assemble(records, path)
+
+
+def _assemble(records: list[dict[str, Any]], path: Path) -> Recording:
+    recording = Recording(request=records[0], head=None)
+    for record in records[1:]:
+        kind = record.get("type")
+        if kind == "response":
+            recording.head = ResponseHead(
+                status=int(record["status"]), reason=record.get("reason", ""),
+                headers=[(k, v) for k, v in record.get("headers", [])],
+                http_version=record.get("http_version", "HTTP/1.1"),
+            )
+        elif kind == "read":
+            data = (base64.b64decode(record["b64"]) if "b64" in record
+                    else record.get("text", "").encode("utf-8"))
+            recording.reads.append((float(record.get("ms", 0)), data))
+        elif kind == "error":
+            status = ExitStatus(int(record.get("status", ExitStatus.TEMPORARY)))
+            recording.error = AssistersError(str(record.get("message", "")), status)
+            recording.error_ms = float(record.get("ms", 0))
+    return recording
+
+
+class ReplayExchange:
+    """A recorded exchange, played back as fast as possible or in recorded time."""
+
+    def __init__(self, recording: Recording, *, realtime: bool = False) -> None:
+        if recording.head is None:
+            raise recording.error or RequestError("the recording holds no response")
+        self.head = recording.head
+        self._recording = recording
+        self._realtime = realtime
+        self._start = time.perf_counter()
+
+    def _wait_until(self, ms: float) -> None:
+        if self._realtime:
+            delay = ms / 1000 - (time.perf_counter() - self._start)
+            if delay > 0:
+                time.sleep(delay)
+
+    def reads(self) -> Iterator[bytes]:
+        for ms, data in self._recording.reads:
+            self._wait_until(ms)
+            yield data
+        if self._recording.error is not None:
+            self._wait_until(self._recording.error_ms)
+            raise self._recording.error
