@@ -1,7 +1,7 @@
 """README.md is the front door: its commands must work as written.
 
-Every line of a ```sh block is run by bash (with pipefail) against the local
-test server (model ``echo``), inside a scratch git repository so that examples
+Every ```sh block is run by bash as one script (errexit, pipefail) against the local
+test server (unknown model names are served by ``echo``), inside a scratch git repository so that examples
 like ``git diff | assisters chat ...`` have something to show. ```console blocks
 (install, environment setup) are not run.
 """
@@ -28,7 +28,7 @@ def blocks(language: str) -> list[str]:
     return re.findall(rf"^```{language}\n(.*?)^```", README, flags=re.M | re.S)
 
 
-SH_LINES = [line for block in blocks("sh") for line in block.splitlines() if line.strip()]
+SH_BLOCKS = blocks("sh")
 
 
 def test_readme_shows_the_test_command_ci_runs():
@@ -38,9 +38,10 @@ def test_readme_shows_the_test_command_ci_runs():
     assert command in blocks("console")[2]
 
 
-@pytest.mark.parametrize("line", SH_LINES)
-def test_readme_command_works_as_written(line: str, tmp_path: Path):
-    for tool in re.findall(r"\b(jq|git)\b", line):
+@pytest.mark.parametrize("block", SH_BLOCKS, ids=[b.split(maxsplit=2)[1] for b in SH_BLOCKS])
+def test_readme_commands_work_as_written(block: str, tmp_path: Path):
+    """Each block runs as one script, line after line, stopping at the first failure."""
+    for tool in re.findall(r"\b(jq|git|cmp)\b", block):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed")
     bindir = tmp_path / "bin"
@@ -53,11 +54,11 @@ def test_readme_command_works_as_written(line: str, tmp_path: Path):
     (work / "notes.md").write_text("some notes\n")
     subprocess.run(["git", "init", "-q"], cwd=work, check=True)
     (work / "README.md").write_text("# demo, changed\n")
-    with ChatServer(ServeOptions(tokens_per_second=0)) as server:
+    with ChatServer(ServeOptions(tokens_per_second=0, default_model="echo")) as server:
         env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}",
-               "ASSISTERS_BASE_URL": server.base_url, "ASSISTERS_API_KEY": SECRET,
-               "ASSISTERS_MODEL": "echo"}
-        result = subprocess.run(["bash", "-o", "pipefail", "-c", line], cwd=work, env=env,
+               "ASSISTERS_BASE_URL": server.base_url, "ASSISTERS_API_KEY": SECRET}
+        script = "set -e -o pipefail\n" + block
+        result = subprocess.run(["bash", "-c", script], cwd=work, env=env,
                                 stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
     assert result.returncode == 0, result.stderr.decode()
     assert b"Traceback" not in result.stderr
