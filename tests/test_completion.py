@@ -141,7 +141,7 @@ def test_chunks_without_text_are_harmless(payload: dict[str, Any]) -> None:
     assert acc.text == "ab"
     assert acc.outcome() == []
     assert acc.error is None
-    assert acc.bad_payloads == []
+    assert acc.bad_payloads == 0
 
 
 def test_empty_data_event_is_skipped() -> None:
@@ -199,7 +199,7 @@ def test_done_stops_and_later_items_are_ignored() -> None:
         acc.apply(item)
     assert acc.text == "a"
     assert acc.error is None
-    assert acc.bad_payloads == []
+    assert acc.bad_payloads == 0
     assert acc.outcome() == []
 
 

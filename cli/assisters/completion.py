@@ -153,8 +153,9 @@ class CompletionAccumulator:
         self.done = False
         self.error: StreamError | None = None
         self.events = 0
-        self.bad_payloads: list[str] = []
-        self.unknown_lines: list[str] = []
+        self.bad_payloads = 0
+        self.first_bad_payload = ""
+        self.last_unknown_line: str | None = None
         self.new_text: list[str] = []
         self.new_reasoning: list[str] = []
 
@@ -195,7 +196,7 @@ class CompletionAccumulator:
             return
         chunk = parse_json(data)
         if not isinstance(chunk, dict):
-            self.bad_payloads.append(data)
+            self.note_bad_payload(data)
             return
         self.apply_chunk(chunk)
 
@@ -203,7 +204,13 @@ class CompletionAccumulator:
         if item.name == "error":
             self._fail(parse_json(item.value), item.value)
         else:
-            self.unknown_lines.append(f"{item.name}:{item.value}" if item.value else item.name)
+            self.last_unknown_line = f"{item.name}:{item.value}" if item.value else item.name
+
+    def note_bad_payload(self, data: str) -> None:
+        """A data payload that is not a JSON object: counted, the first one kept."""
+        if not self.bad_payloads:
+            self.first_bad_payload = data
+        self.bad_payloads += 1
 
     def _fail(self, payload: Any, raw: str) -> None:
         message = error_message(payload) or raw.strip() or "the server reported an error"
@@ -233,16 +240,7 @@ class CompletionAccumulator:
             state = self.choices[index] = ChoiceState(index)
         delta = choice.get("delta")
         if isinstance(delta, dict):
-            content = delta.get("content")
-            if content and isinstance(content, str):
-                state.content.append(content)
-                if index == 0:
-                    self.new_text.append(content)
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if reasoning and isinstance(reasoning, str):
-                state.reasoning.append(reasoning)
-                if index == 0:
-                    self.new_reasoning.append(reasoning)
+            self._add_text(state, delta)
             tool_calls = delta.get("tool_calls")
             if tool_calls and isinstance(tool_calls, list):
                 state.add_tool_call_deltas(tool_calls)
@@ -251,6 +249,20 @@ class CompletionAccumulator:
         finish = choice.get("finish_reason")
         if finish:
             state.finish_reason = finish
+
+    def _add_text(self, state: ChoiceState, delta: dict[str, Any]) -> None:
+        """Content and reasoning of a delta (or a whole message); DeepSeek names the
+        reasoning ``reasoning_content``, vLLM and OpenRouter ``reasoning``."""
+        content = delta.get("content")
+        if content and isinstance(content, str):
+            state.content.append(content)
+            if state.index == 0:
+                self.new_text.append(content)
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if reasoning and isinstance(reasoning, str):
+            state.reasoning.append(reasoning)
+            if state.index == 0:
+                self.new_reasoning.append(reasoning)
 
     def _keep_meta(self, chunk: dict[str, Any]) -> None:
         for key in ("id", "model", "created", "system_fingerprint"):
@@ -275,17 +287,10 @@ class CompletionAccumulator:
                 continue
             index = choice.get("index") or 0
             state = self.choices.setdefault(index, ChoiceState(index))
-            message = choice.get("message") or {}
-            content = message.get("content")
-            if isinstance(content, str) and content:
-                state.content.append(content)
-                if index == 0:
-                    self.new_text.append(content)
-            reasoning = message.get("reasoning_content") or message.get("reasoning")
-            if isinstance(reasoning, str) and reasoning:
-                state.reasoning.append(reasoning)
-                if index == 0:
-                    self.new_reasoning.append(reasoning)
+            message = choice.get("message")
+            if not isinstance(message, dict):
+                message = {}
+            self._add_text(state, message)
             if isinstance(message.get("tool_calls"), list):
                 state.tool_calls = message["tool_calls"]
             state.finish_reason = choice.get("finish_reason")
@@ -320,9 +325,9 @@ class CompletionAccumulator:
                 " (a trailing usage chunk may have been lost)"
             )
         if self.bad_payloads:
-            excerpt = one_line(self.bad_payloads[0])
+            excerpt = one_line(self.first_bad_payload)
             raise ProtocolError(
-                f"{len(self.bad_payloads)} event(s) in the stream were not JSON, first: {excerpt}"
+                f"{self.bad_payloads} event(s) in the stream were not JSON, first: {excerpt}"
             )
         if finish == "length":
             warnings.append("warning: the answer was cut off at the token limit (finish_reason 'length')")
@@ -333,7 +338,8 @@ class CompletionAccumulator:
         return warnings
 
     def _incomplete_error(self, transport_error: AssistersError | None) -> AssistersError:
-        for line in self.unknown_lines[-1:]:
+        line = self.last_unknown_line
+        if line is not None:
             # A proxy that forwards a backend's JSON error without SSE framing.
             payload = parse_json(line)
             message = error_message(payload)
@@ -343,10 +349,10 @@ class CompletionAccumulator:
             return IncompleteStream(
                 f"the stream broke before the answer was complete: {transport_error.message}"
             )
-        if self.events == 0 and not self.unknown_lines:
+        if self.events == 0 and line is None:
             return ProtocolError("the server's response held no events (empty body)")
         message = "the stream ended before the answer was complete (no finish_reason, no [DONE])"
-        for line in self.unknown_lines[-1:]:
+        if line is not None:
             message += f"; last unrecognised line: {one_line(line)}"
         return IncompleteStream(message)
 

@@ -141,7 +141,7 @@ def _json_reply(reads: Iterator[bytes], body_decoder: BodyDecoder, answer: Compl
     printer.flush()
     if payload is None:
         stats.unparsable = 1
-        answer.bad_payloads.append(text)
+        answer.note_bad_payload(text)
         return
     answer.apply_completion(payload)
     timing.first_token = time.perf_counter()
