@@ -247,14 +247,25 @@ class Runs:
         return min(self.times)
 
 
-def child_env(config_home: str) -> dict[str, str]:
-    """Our environment without settings or proxies that could change what is measured."""
+def child_env(tmp: Path) -> dict[str, str]:
+    """Our environment without settings that could change what is measured.
+
+    Dropped: assisters/OpenAI settings, proxies, and PYTHON* switches such as
+    PYTHONDONTWRITEBYTECODE (without .pyc files every run would recompile the edited
+    sources) or PYTHONUNBUFFERED. Bytecode goes to a cache in our temporary directory,
+    filled by the warm-up runs, so nothing is written into the repository.
+    """
+    keep = ("PYTHONPATH", "PYTHONHOME")
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("ASSISTERS_", "OPENAI_")) and not k.lower().endswith("_proxy")
+        if not k.startswith(("ASSISTERS_", "OPENAI_"))
+        and not k.lower().endswith("_proxy")
+        and (not k.startswith("PYTHON") or k in keep)
     }
-    env.update(XDG_CONFIG_HOME=config_home, NO_COLOR="1", NO_PROXY="*")
+    (tmp / "config").mkdir(exist_ok=True)
+    env.update(XDG_CONFIG_HOME=str(tmp / "config"), PYTHONPYCACHEPREFIX=str(tmp / "pycache"),
+               NO_COLOR="1", NO_PROXY="*")
     return env
 
 
@@ -508,9 +519,9 @@ def profile(setup: Setup, scenario: str, events: int, huge: int) -> None:
     else:
         base_url, extra = f"{setup.urls['canned']}/{scenario}/v1", []
     out = setup.tmp / "profile.out"
-    argv = [PYTHON, "-m", "cProfile", "-o", str(out), "-m", "assisters", "chat", "--base-url", base_url,
-            "-m", "lorem", *extra, "bench"]
-    proc = subprocess.run(argv, env=setup.env, stdin=subprocess.DEVNULL, capture_output=True, check=False)
+    chat = ["-m", "assisters", "chat", "--base-url", base_url, "-m", "lorem", *extra, "bench"]
+    for argv in ([PYTHON, *chat], [PYTHON, "-m", "cProfile", "-o", str(out), *chat]):  # warm-up, profile
+        proc = subprocess.run(argv, env=setup.env, stdin=subprocess.DEVNULL, capture_output=True, check=False)
     print(f"\n== profile of assisters chat, scenario {scenario!r} (exit {proc.returncode}, "
           f"{len(proc.stdout)} bytes out; events={events}, huge={huge})")
     stats = pstats.Stats(str(out))
@@ -526,7 +537,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, help="timed runs per tool (default 7, --quick 3)")
     parser.add_argument("--quick", action="store_true", help="small sizes and few runs (< 30 s)")
     parser.add_argument("--events", type=int, help="events in scenario 3 (default 10000, --quick 2000)")
-    parser.add_argument("--huge-kib", type=int, help="size of the event in scenario 4 (default 1024)")
+    parser.add_argument("--huge-kib", type=int,
+                        help="KiB in the event of scenario 4 (default 1024, --quick 256)")
     parser.add_argument("--profile", choices=["short", "many", "huge"],
                         help="instead of the tables, profile one assisters run of this scenario")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -559,10 +571,9 @@ def main(argv: list[str] | None = None) -> None:
         bodies = {"many": tmp / "many.sse", "huge": tmp / "huge.sse"}
         bodies["many"].write_bytes(chunked(sse_events(many)))
         bodies["huge"].write_bytes(chunked(sse_events([huge])))
-        (tmp / "config").mkdir()
         server = ServerProcess(bodies, args.paced_tps)
         try:
-            setup = Setup(args, child_env(str(tmp / "config")), tmp, server.urls)
+            setup = Setup(args, child_env(tmp), tmp, server.urls)
             if args.profile:
                 profile(setup, args.profile, args.events, len(huge))
                 return

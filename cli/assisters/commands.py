@@ -1,5 +1,8 @@
 """The click commands: thin wrappers that parse options and call the core.
 
+The HTTP stack is imported inside the commands that use it, so ``--help``,
+``--version`` and shell completion start fast.
+
 ``main`` is the one place where exceptions become a stderr line and an exit
 status (see :mod:`assisters.errors` for the table).
 """
@@ -15,14 +18,9 @@ from typing import Any
 import click
 
 from assisters import __version__
-from assisters.client import endpoint
 from assisters.config import Overrides, Settings, insecure_key_warning, load_settings
 from assisters.errors import AssistersError, ExitStatus, RequestError
-from assisters.exchange import OutgoingRequest
-from assisters.raw import parse_header, raw_request, validate_json
 from assisters.request import ChatOptions, build_chat_body, compose_prompt, encode_body, parse_option_value
-from assisters.runner import live, local_server, render_chat, render_debug, render_raw, replayed
-from assisters.stream import chat_request
 from assisters.terminal import Streams, system_streams
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -131,14 +129,14 @@ def verbose_option(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def prepare_chat(params: dict[str, Any], *, stream: bool = True, usage_shown: bool = True,
-                 ) -> tuple[Settings, OutgoingRequest, Streams]:
+                 ) -> tuple[Settings, bytes, Streams]:
     """What chat and debug share: prompt, settings, request body, the http warning."""
     streams = system_streams(os.environ)
     prompt = read_prompt(params["prompt"], streams)
     settings = settings_from(params)
     body = chat_body(params, settings, prompt, stream=stream, usage_shown=usage_shown)
     warn_insecure(settings, streams)
-    return settings, chat_request(settings, body), streams
+    return settings, body, streams
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
@@ -164,10 +162,13 @@ def chat(**params: Any) -> None:
       assisters chat --json "hi" | jq -r .usage.total_tokens
       assisters chat --base-url local "no account needed"
     """
-    settings, request, streams = prepare_chat(
+    from assisters.runner import live, local_server, render_chat
+    from assisters.stream import chat_request
+
+    settings, body, streams = prepare_chat(
         params, stream=not params["no_stream"], usage_shown=params["show_usage"] or params["as_json"])
     with local_server(settings) as settings:
-        request = chat_request(settings, request.body or b"")
+        request = chat_request(settings, body)
         render_chat(live(settings, request, "chat", streams, save=params["save"]), streams,
                     as_json=params["as_json"], show_usage=params["show_usage"])
 
@@ -191,9 +192,12 @@ def debug(**params: Any) -> None:
       assisters debug "hi" | jq -c '.data.choices[0].delta'
       assisters debug --pretty --comments "hi"
     """
-    settings, request, streams = prepare_chat(params)
+    from assisters.runner import live, local_server, render_debug
+    from assisters.stream import chat_request
+
+    settings, body, streams = prepare_chat(params)
     with local_server(settings) as settings:
-        request = chat_request(settings, request.body or b"")
+        request = chat_request(settings, body)
         render_debug(live(settings, request, "debug", streams, save=params["save"],
                           verbose=params["verbose"]),
                      streams, pretty=params["pretty"], comments=params["comments"])
@@ -224,13 +228,16 @@ def raw(**params: Any) -> None:
         | assisters raw --events | jq -r '.choices[0].delta.content // empty'
       assisters raw -X GET --path /models | jq -r '.data[].id'
     """
+    from assisters.raw import parse_header, raw_request
+    from assisters.runner import live, local_server, render_raw
+
     streams = system_streams(os.environ)
     body = raw_body(params, streams)
     settings = settings_from(params)
     warn_insecure(settings, streams)
     headers = [parse_header(h) for h in params["headers"]]
     with local_server(settings) as settings:
-        request = raw_request(params["method"], endpoint(settings, params["api_path"]), headers, body)
+        request = raw_request(params["method"], settings.url(params["api_path"]), headers, body)
         render_raw(live(settings, request, "raw", streams, save=params["save"],
                         verbose=params["verbose"]),
                    streams, events=params["events"])
@@ -250,6 +257,8 @@ def raw_body(params: dict[str, Any], streams: Streams) -> bytes | None:
         except OSError as exc:
             raise RequestError(f"cannot read {source}: {exc.strerror}") from None
     if not params["no_validate"]:
+        from assisters.raw import validate_json
+
         validate_json(body, name)
     return body
 
@@ -274,6 +283,8 @@ def replay(**params: Any) -> None:
       assisters chat --save bug.jsonl "hi" && assisters replay bug.jsonl
       assisters replay --as debug bug.jsonl | jq .ms
     """
+    from assisters.runner import render_chat, render_debug, render_raw, replayed
+
     streams = system_streams(os.environ)
     opener = replayed(Path(params["file"]), realtime=params["realtime"])
     if params["render_as"] == "debug":

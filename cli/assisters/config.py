@@ -81,6 +81,10 @@ class Settings:
     stream_usage: bool | None  # None: ask for usage only when it will be shown
     profile: str | None = None
 
+    def url(self, path: str) -> str:
+        """An endpoint under the base URL (``chat/completions``, ``/models``)."""
+        return self.base_url + "/" + path.lstrip("/")
+
 
 @dataclass(frozen=True)
 class Overrides:

@@ -35,7 +35,7 @@ _LINE_END = re.compile(rb"\r\n|\r|\n")
 _CR = 0x0D
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
     """A dispatched event: ``type`` is ``message`` unless an ``event:`` field set it."""
 
@@ -44,14 +44,14 @@ class Event:
     id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Comment:
     """A line starting with a colon (keep-alives, ``: ping``); text after the colon."""
 
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Field:
     """A line whose field name is not one the standard defines."""
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from assisters.client import ERROR_BODY_LIMIT, Timing, endpoint, status_error
+from assisters.client import ERROR_BODY_LIMIT, Timing, status_error
 from assisters.completion import CompletionAccumulator, parse_json
 from assisters.config import Settings
 from assisters.errors import AssistersError, ProtocolError
@@ -41,7 +41,7 @@ class ChatResult:
 
 
 def chat_request(settings: Settings, body: bytes) -> OutgoingRequest:
-    return OutgoingRequest("POST", endpoint(settings, "chat/completions"), list(CHAT_HEADERS), body)
+    return OutgoingRequest("POST", settings.url("chat/completions"), list(CHAT_HEADERS), body)
 
 
 def check_status(exchange: Exchange) -> BodyDecoder:
