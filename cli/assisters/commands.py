@@ -10,6 +10,7 @@ status (see :mod:`assisters.errors` for the table).
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -335,12 +336,17 @@ def serve(**params: Any) -> None:
     options = ServeOptions(replay=Path(replay_file) if replay_file else None, **params)
     server = ChatServer(options)
     click.echo(server.base_url)
+    signal.signal(signal.SIGTERM, _stop_serving)  # `kill` ends it as cleanly as Ctrl-C
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.shutdown()
+
+
+def _stop_serving(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> None:
