@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from assisters.client import Timing
-from assisters.completion import CompletionAccumulator, parse_json
+from assisters.completion import CompletionAccumulator, one_line, parse_json
 from assisters.errors import AssistersError
 from assisters.exchange import BodyDecoder, Exchange, OutgoingRequest, ResponseHead
 from assisters.recording import redact_headers
@@ -30,6 +30,7 @@ class DebugStats:
     content_chunks: int = 0
     comments: int = 0
     after_done: int = 0
+    done: bool = False  # [DONE] seen, even after an error that stopped the answer
     unparsable: int = 0
     unknown_fields: int = 0
     body_bytes: int = 0
@@ -113,7 +114,8 @@ def consume_debug(exchange: Exchange, printer: EventPrinter, timing: Timing,
                 _item(item, ms, answer, printer, stats, timing)
             printer.flush()
         if decoder.pending:
-            stats.notes.append(f"unterminated last event discarded: {decoder.pending_text[:60]!r}")
+            pending = one_line(decoder.pending_text, 500)
+            stats.notes.append(f"unterminated last event discarded: {pending}")
     timing.end = time.perf_counter()
     error: AssistersError | None = None
     warnings: list[str] = []
@@ -159,8 +161,10 @@ def _item(item: Any, ms: float, answer: CompletionAccumulator, printer: EventPri
         answer.apply(item)
         return
     stats.events += 1
-    if answer.done:
+    if stats.done:
         stats.after_done += 1
+    if item.data.startswith("[DONE]"):
+        stats.done = True
     payload = parse_json(item.data)
     parsed = payload is not None or item.data.strip() == "null"
     if not parsed and item.data and not item.data.startswith("[DONE]"):
@@ -197,7 +201,7 @@ def summary(answer: CompletionAccumulator, stats: DebugStats, timing: Timing,
         f"{stats.comments} comments, {stats.body_bytes} body bytes",
         f"  time to first byte {ms(timing.first_byte)}, first token {ms(timing.first_token)}, "
         f"total {ms(timing.end)}, {speed}",
-        f"  finish_reason {answer.finish_reason or '-'}, [DONE] {'yes' if answer.done else 'no'}, "
+        f"  finish_reason {answer.finish_reason or '-'}, [DONE] {'yes' if stats.done else 'no'}, "
         f"usage {usage_text}",
         "  anomalies: " + (", ".join(anomalies(answer, stats, broken)) or "none"),
     ]
@@ -211,7 +215,7 @@ def anomalies(answer: CompletionAccumulator, stats: DebugStats,
         found.append("empty 200 body")
     if stats.after_done:
         found.append(f"{stats.after_done} events after [DONE]")
-    if not answer.done and stats.body_bytes:
+    if not stats.done and not answer.done and stats.body_bytes:
         found.append("missing [DONE]")
     if stats.unparsable:
         found.append(f"{stats.unparsable} unparsable data")

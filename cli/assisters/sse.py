@@ -133,8 +133,12 @@ class SSEDecoder:
 
     @property
     def pending_text(self) -> str:
-        """The unterminated last line, decoded, for diagnostics."""
-        return self._buf.decode("utf-8", "replace")
+        """What end of stream would discard, for diagnostics: the data lines of an
+        event without its blank line, then an unterminated last line."""
+        parts = [f"data: {line}" for line in self._data]
+        if self._buf:
+            parts.append(self._buf.decode("utf-8", "replace"))
+        return "\n".join(parts)
 
     def _line(self, line: str, out: list[Item]) -> None:
         if self._at_start:
