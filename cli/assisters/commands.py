@@ -20,7 +20,7 @@ import click
 
 from assisters import __version__
 from assisters.config import Overrides, Settings, insecure_key_warning, load_settings
-from assisters.errors import AssistersError, ExitStatus, RequestError
+from assisters.errors import AssistersError, ConfigError, ExitStatus, RequestError
 from assisters.request import ChatOptions, build_chat_body, compose_prompt, encode_body, parse_option_value
 from assisters.terminal import Streams, system_streams
 
@@ -333,8 +333,16 @@ def serve(**params: Any) -> None:
     from assisters.server import ChatServer, ServeOptions
 
     replay_file = params.pop("replay_file")
+    if replay_file:
+        from assisters.recording import load_recording, looks_like_recording
+
+        if looks_like_recording(Path(replay_file).read_bytes()):
+            load_recording(Path(replay_file))  # a damaged recording is refused now, not per request
     options = ServeOptions(replay=Path(replay_file) if replay_file else None, **params)
-    server = ChatServer(options)
+    try:
+        server = ChatServer(options)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {options.host}:{options.port}: {exc.strerror}") from None
     click.echo(server.base_url)
     signal.signal(signal.SIGTERM, _stop_serving)  # `kill` ends it as cleanly as Ctrl-C
     try:

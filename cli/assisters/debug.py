@@ -107,7 +107,11 @@ def consume_debug(exchange: Exchange, printer: EventPrinter, timing: Timing,
     else:
         decoder = SSEDecoder(comments=True)
         for data in guarded_reads(exchange, broken):
-            ms = (time.perf_counter() - timing.start) * 1000
+            if timing.first_byte is None:
+                timing.first_byte = time.perf_counter()
+            ms = exchange.recorded_ms
+            if ms is None:
+                ms = (time.perf_counter() - timing.start) * 1000
             decoded = body_decoder.decode(data)
             stats.body_bytes += len(decoded)
             for item in decoder.feed(decoded):

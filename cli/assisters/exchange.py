@@ -51,6 +51,7 @@ class ResponseHead:
 
 class Exchange(Protocol):
     head: ResponseHead
+    recorded_ms: float | None  # a replay's recorded time of the current read; None when live
 
     def reads(self) -> Iterator[bytes]:
         """The body's reads; raises :class:`AssistersError` if the transport breaks."""
@@ -74,6 +75,8 @@ class Recorder(Protocol):
 
     def error(self, error: AssistersError) -> None: ...
 
+    def interrupted(self) -> None: ...
+
     def end(self) -> None: ...
 
 
@@ -86,6 +89,7 @@ class LiveExchange:
         self._url = url
         self._timing = timing
         self._recorder = recorder
+        self.recorded_ms: float | None = None
         self.head = ResponseHead(
             status=response.status_code,
             reason=response.reason_phrase,
@@ -134,6 +138,10 @@ def open_exchange(
         if recorder is not None:
             recorder.error(error)
         raise error from None
+    except KeyboardInterrupt:
+        if recorder is not None:
+            recorder.interrupted()
+        raise
     finally:
         if recorder is not None:
             recorder.end()

@@ -21,12 +21,14 @@ Credentials never reach the file: headers that carry them are replaced by
 from __future__ import annotations
 
 import base64
+import binascii
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
@@ -55,6 +57,14 @@ def _bytes_field(data: bytes, text_key: str, b64_key: str) -> dict[str, str]:
         return {b64_key: base64.b64encode(data).decode("ascii")}
 
 
+def without_userinfo(url: str) -> str:
+    """The URL with any ``user:password@`` removed (the query stays: it is the request)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 class FileRecorder:
     """Writes an exchange to ``stream`` line by line, flushing each line."""
 
@@ -78,7 +88,7 @@ class FileRecorder:
         self._start = time.perf_counter()
         record: dict[str, Any] = {
             "type": "request", "format": FORMAT, "version": VERSION, "command": self._command,
-            "method": request.method, "url": request.url,
+            "method": request.method, "url": without_userinfo(request.url),
             "headers": redact_headers(request.headers),
         }
         if request.body is not None:
@@ -96,6 +106,9 @@ class FileRecorder:
     def error(self, error: AssistersError) -> None:
         self._write({"type": "error", "ms": self._ms(), "message": error.message,
                      "status": int(error.status)})
+
+    def interrupted(self) -> None:
+        self._write({"type": "interrupted", "ms": self._ms()})
 
     def end(self) -> None:
         self._write({"type": "end", "ms": self._ms()})
@@ -122,6 +135,13 @@ class Recording:
     reads: list[tuple[float, bytes]] = field(default_factory=list)
     error: AssistersError | None = None
     error_ms: float = 0.0
+    interrupted: bool = False  # the user pressed Ctrl-C while recording
+
+
+def looks_like_recording(data: bytes) -> bool:
+    """Whether a file's first line says it is a recording (else: raw SSE bytes)."""
+    first = data.split(b"\n", 1)[0]
+    return first.startswith(b"{") and FORMAT.encode() in first
 
 
 def load_recording(path: Path) -> Recording:
@@ -135,17 +155,23 @@ def load_recording(path: Path) -> Recording:
         if not line.strip():
             continue
         try:
-            records.append(orjson.loads(line))
+            record = orjson.loads(line)
         except orjson.JSONDecodeError:
-            if number == len(lines):
+            if number == len(lines) and records:
                 break  # a line cut short by a crash: keep what came before
-            raise RequestError(f"{path}:{number}: not a JSON line") from None
+            raise RequestError(f"{path}:{number}: not an assisters recording line") from None
+        if not isinstance(record, dict):
+            raise RequestError(f"{path}:{number}: not an assisters recording line")
+        records.append(record)
     if not records or records[0].get("format") != FORMAT:
         raise RequestError(f"{path}: not an assisters recording (made with --save)")
-    return _assemble(records, path)
+    try:
+        return _assemble(records)
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        raise RequestError(f"{path}: damaged recording ({type(exc).__name__}: {exc})") from None
 
 
-def _assemble(records: list[dict[str, Any]], path: Path) -> Recording:
+def _assemble(records: list[dict[str, Any]]) -> Recording:
     recording = Recording(request=records[0], head=None)
     for record in records[1:]:
         kind = record.get("type")
@@ -159,6 +185,8 @@ def _assemble(records: list[dict[str, Any]], path: Path) -> Recording:
             data = (base64.b64decode(record["b64"]) if "b64" in record
                     else record.get("text", "").encode("utf-8"))
             recording.reads.append((float(record.get("ms", 0)), data))
+        elif kind == "interrupted":
+            recording.interrupted = True
         elif kind == "error":
             status = ExitStatus(int(record.get("status", ExitStatus.TEMPORARY)))
             recording.error = AssistersError(str(record.get("message", "")), status)
@@ -176,6 +204,7 @@ class ReplayExchange:
         self._recording = recording
         self._realtime = realtime
         self._start = time.perf_counter()
+        self.recorded_ms: float | None = None  # the time of the read being handed out
 
     def _wait_until(self, ms: float) -> None:
         if self._realtime:
@@ -186,7 +215,10 @@ class ReplayExchange:
     def reads(self) -> Iterator[bytes]:
         for ms, data in self._recording.reads:
             self._wait_until(ms)
+            self.recorded_ms = ms
             yield data
         if self._recording.error is not None:
             self._wait_until(self._recording.error_ms)
             raise self._recording.error
+        if self._recording.interrupted:
+            raise KeyboardInterrupt  # as the recorded command ended: exit 130

@@ -35,7 +35,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from assisters.recording import load_recording
+from assisters.errors import RequestError
+from assisters.recording import load_recording, looks_like_recording
 
 MODELS = ("echo", "lorem")
 LOREM_DEFAULT_TOKENS = 64
@@ -547,8 +548,11 @@ def write_replay(handler: ChatRequestHandler, path: Path) -> None:
     except OSError as exc:
         raise ApiError(500, f"Cannot read the replay file: {exc}", type_="server_error") from None
     stream = _EventStream(handler)
-    if data.startswith(b"{") and b'"assisters-recording"' in data.split(b"\n", 1)[0]:
-        recording = load_recording(path)
+    if looks_like_recording(data):
+        try:
+            recording = load_recording(path)
+        except RequestError as exc:
+            raise ApiError(500, f"Cannot replay: {exc.message}", type_="server_error") from None
         if recording.head is None:
             raise ApiError(502, "The recording holds no response.", type_="server_error")
         stream.open(recording.head.status, recording.head.reason, _replayable(recording.head.headers))
