@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +100,44 @@ def base_url(httpserver: Any) -> str:
 @pytest.fixture
 def key_env(base_url: str) -> dict[str, str]:
     return {"ASSISTERS_BASE_URL": base_url, "ASSISTERS_API_KEY": SECRET}
+
+
+needs_corpus = pytest.mark.skipif(
+    not (SSE_CASES / "serve_case.py").is_file(),
+    reason=f"the shared SSE corpus is not at {SSE_CASES} (it lives in ../shared beside the project)",
+)
+
+
+def load_case(name: str) -> dict[str, Any]:
+    return json.loads((SSE_CASES / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def case_body(name: str) -> bytes:
+    """The body bytes a corpus case sends (transfer framing removed)."""
+    case = load_case(name)
+    if "body_chunks_b64" in case:
+        return b"".join(base64.b64decode(c) for c in case["body_chunks_b64"])
+    return b"".join(c.encode("utf-8") for c in case["body_chunks"])
+
+
+@contextmanager
+def corpus_server(name: str) -> Iterator[str]:
+    """Serve one corpus case with the corpus's replay server; yields its base URL."""
+    server = subprocess.Popen(
+        [sys.executable, str(SSE_CASES / "serve_case.py"), str(SSE_CASES / f"{name}.json"),
+         "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert server.stdout is not None
+        yield f"http://127.0.0.1:{int(server.stdout.readline())}/v1"
+    finally:
+        server.kill()
+        server.communicate()
+
+
+def serve_stream(httpserver: Any, body: bytes, status: int = 200,
+                 content_type: str = "text/event-stream", **headers: str) -> None:
+    """pytest-httpserver answers POST /v1/chat/completions with ``body``."""
+    httpserver.expect_request("/v1/chat/completions", method="POST").respond_with_data(
+        body, status=status, content_type=content_type, headers=headers)

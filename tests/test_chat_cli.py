@@ -10,16 +10,10 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from conftest import SECRET, chunk, run_cli, sse, text_stream
+from conftest import SECRET, chunk, run_cli, serve_stream, sse, text_stream
 
 EVENT_STREAM = "text/event-stream"
 USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
-
-
-def serve_stream(httpserver: HTTPServer, body: bytes, status: int = 200, **headers: str) -> None:
-    httpserver.expect_request("/v1/chat/completions", method="POST").respond_with_data(
-        body, status=status, content_type=headers.pop("content_type", EVENT_STREAM), headers=headers
-    )
 
 
 def received(httpserver: HTTPServer) -> list[dict[str, Any]]:

@@ -17,12 +17,9 @@ from typing import Any
 import orjson
 import pytest
 
-from conftest import SECRET, SSE_CASES, cli_command, run_cli
+from conftest import SECRET, SSE_CASES, cli_command, corpus_server, needs_corpus, run_cli
 
-pytestmark = pytest.mark.skipif(
-    not (SSE_CASES / "run_cases.py").is_file(),
-    reason=f"the shared SSE corpus is not at {SSE_CASES} (it lives in ../shared beside the project)",
-)
+pytestmark = needs_corpus
 
 CASES = sorted(SSE_CASES.glob("*.json")) if SSE_CASES.is_dir() else []
 
@@ -62,26 +59,13 @@ def test_corpus_runner_passes_every_case():
     assert result.returncode == 0
 
 
-def serve(case: Path) -> tuple[subprocess.Popen[str], int]:
-    server = subprocess.Popen(
-        [sys.executable, str(SSE_CASES / "serve_case.py"), str(case), "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    assert server.stdout is not None
-    return server, int(server.stdout.readline())
-
-
 @pytest.mark.parametrize("case_path", CASES, ids=[c.stem for c in CASES])
 def test_case_as_json(case_path: Path):
     case = json.loads(case_path.read_text(encoding="utf-8"))
     expect = case["expect"]
-    server, port = serve(case_path)
-    try:
-        result = run_cli("chat", "--json", "hi", env={
-            "ASSISTERS_BASE_URL": f"http://127.0.0.1:{port}/v1", "ASSISTERS_API_KEY": SECRET})
-    finally:
-        server.kill()
-        server.communicate()
+    with corpus_server(case_path.stem) as base_url:
+        result = run_cli("chat", "--json", "hi",
+                         env={"ASSISTERS_BASE_URL": base_url, "ASSISTERS_API_KEY": SECRET})
     assert SECRET.encode() not in result.stdout + result.stderr
     assert b"Traceback" not in result.stderr
     if expect["exit"] == "error":

@@ -8,11 +8,9 @@ exactly as they came off the wire.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import subprocess
-import sys
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,46 +21,32 @@ import orjson
 import pytest
 from pytest_httpserver import HTTPServer
 
-from conftest import SECRET, SSE_CASES, chunk, run_cli, sse, text_stream
+from conftest import (
+    SECRET,
+    case_body,
+    chunk,
+    corpus_server,
+    load_case,
+    needs_corpus,
+    run_cli,
+    serve_stream,
+    sse,
+    text_stream,
+)
 
 EVENT_STREAM = "text/event-stream"
 CHAT_BODY = b'{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}'
 
-needs_corpus = pytest.mark.skipif(
-    not (SSE_CASES / "serve_case.py").is_file(),
-    reason=f"the shared SSE corpus is not at {SSE_CASES} (it lives in ../shared beside the project)",
-)
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def load_case(name: str) -> dict[str, Any]:
-    return json.loads((SSE_CASES / f"{name}.json").read_text(encoding="utf-8"))
-
-
-def wire_body(case: dict[str, Any]) -> bytes:
-    """The body bytes the server writes: the concatenated entries of the case."""
-    if "body_chunks_b64" in case:
-        return b"".join(base64.b64decode(c) for c in case["body_chunks_b64"])
-    return b"".join(c.encode("utf-8") for c in case["body_chunks"])
-
-
 @contextmanager
 def served(name: str) -> Iterator[dict[str, str]]:
     """Serve one corpus case; yields the environment pointing the CLI at it."""
-    server = subprocess.Popen(
-        [sys.executable, str(SSE_CASES / "serve_case.py"), str(SSE_CASES / f"{name}.json"),
-         "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    try:
-        assert server.stdout is not None
-        port = int(server.stdout.readline())
-        yield {"ASSISTERS_BASE_URL": f"http://127.0.0.1:{port}/v1", "ASSISTERS_API_KEY": SECRET}
-    finally:
-        server.kill()
-        server.communicate()
+    with corpus_server(name) as base_url:
+        yield {"ASSISTERS_BASE_URL": base_url, "ASSISTERS_API_KEY": SECRET}
 
 
 def run_case(name: str, *args: str, input: bytes = b"",
@@ -219,7 +203,7 @@ def test_debug_shows_every_item_of_a_corpus_case(name: str):
 
     records = parse_lines(result.stdout)
     check_records(records)
-    expected = [as_expected_record(i) for i in reference_items(wire_body(case))
+    expected = [as_expected_record(i) for i in reference_items(case_body(name))
                 if i[0] != "comment" or "--comments" in args]
     assert [without_position(r) for r in records] == expected
 
@@ -231,8 +215,8 @@ def test_debug_shows_every_item_of_a_corpus_case(name: str):
 
     lines = summary_lines(result.stderr)
     assert lines[0].startswith(f"summary: {len(events)} events, {content_chunks(records)} content chunks, ")
-    comments = sum(1 for i in reference_items(wire_body(case)) if i[0] == "comment")
-    assert f", {comments} comments, {len(wire_body(case))} body bytes" in lines[0]
+    comments = sum(1 for i in reference_items(case_body(name)) if i[0] == "comment")
+    assert f", {comments} comments, {len(case_body(name))} body bytes" in lines[0]
     if anomalies is None:
         assert lines[3] == "  anomalies: none"
     else:
@@ -315,13 +299,12 @@ def pretty_blocks(text: str) -> list[tuple[str, str]]:
 
 @needs_corpus
 def test_pretty_in_a_pipe_is_plain_blocks_of_indented_json():
-    case = load_case("lf-basic")
     result = run_case("lf-basic", "debug", "--pretty", "hi")
     assert result.returncode == 0
     text = result.stdout.decode()
     assert "\x1b" not in text
     blocks = pretty_blocks(text)
-    events = [i for i in reference_items(wire_body(case)) if i[0] == "event"]
+    events = [i for i in reference_items(case_body("lf-basic")) if i[0] == "event"]
     assert len(blocks) == len(events) == 8
     for n, ((label, body), event) in enumerate(zip(blocks, events, strict=True), start=1):
         match = PRETTY_LABEL.match(label)
@@ -363,12 +346,6 @@ def test_pretty_shows_comments_and_unknown_fields():
 
 
 # --------------------------------------------------------------------------- debug: httpserver
-
-
-def serve_stream(httpserver: HTTPServer, body: bytes, status: int = 200,
-                 content_type: str = EVENT_STREAM) -> None:
-    httpserver.expect_request("/v1/chat/completions", method="POST").respond_with_data(
-        body, status=status, content_type=content_type)
 
 
 def test_debug_sends_the_chat_body_with_include_usage(httpserver, key_env):
@@ -502,9 +479,8 @@ def test_debug_http_errors_follow_chat(httpserver, key_env, status, exit_status)
     "lf-basic", "content-length-framed", "close-delimited", "gzip-encoded-sse", "split-every-byte",
 ])
 def test_raw_prints_the_body_byte_for_byte(name: str):
-    case = load_case(name)
     result = run_case(name, "raw", input=CHAT_BODY)
-    assert result.stdout == wire_body(case)
+    assert result.stdout == case_body(name)
     assert result.stderr == b""
     assert result.returncode == 0
 
@@ -522,7 +498,7 @@ def test_raw_events_one_compact_line_per_data_payload(name: str):
     case = load_case(name)
     result = run_case(name, "raw", "--events", input=CHAT_BODY)
     assert result.returncode == 0, result.stderr
-    body = wire_body(case)
+    body = case_body(name)
     if name == "gzip-encoded-sse":
         body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
     payloads = [i[3] for i in reference_items(body)
@@ -543,9 +519,8 @@ def test_raw_events_one_compact_line_per_data_payload(name: str):
     ("http-404-model-not-found", 404, 65), ("http-502-html", 502, 69)])
 @pytest.mark.parametrize("events", [False, True], ids=["body", "events"])
 def test_raw_error_status_body_goes_to_stdout_untouched(name, status, exit_status, events):
-    case = load_case(name)
     result = run_case(name, "raw", *(["--events"] if events else []), input=CHAT_BODY)
-    assert result.stdout == wire_body(case)
+    assert result.stdout == case_body(name)
     lines = result.stderr.decode().splitlines()
     assert len(lines) == 1 and str(status) in lines[0], lines
     assert result.returncode == exit_status
@@ -553,9 +528,8 @@ def test_raw_error_status_body_goes_to_stdout_untouched(name, status, exit_statu
 
 @needs_corpus
 def test_raw_cut_stream_keeps_what_arrived():
-    case = load_case("cut-midstream-abort")
     result = run_case("cut-midstream-abort", "raw", input=CHAT_BODY)
-    assert result.stdout == wire_body(case)
+    assert result.stdout == case_body("cut-midstream-abort")
     assert len(result.stderr.decode().splitlines()) == 1
     assert result.returncode == 75
 

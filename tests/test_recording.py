@@ -12,11 +12,8 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,12 +21,9 @@ from typing import Any
 import pytest
 
 from assisters.server import ChatServer, ServeOptions
-from conftest import SECRET, SSE_CASES, cli_command, run_cli
+from conftest import SECRET, SSE_CASES, case_body, cli_command, corpus_server, needs_corpus, run_cli
 
-pytestmark = pytest.mark.skipif(
-    not (SSE_CASES / "serve_case.py").is_file(),
-    reason=f"the shared SSE corpus is not at {SSE_CASES} (it lives in ../shared beside the project)",
-)
+pytestmark = needs_corpus
 
 # ok, error and truncated streams; statuses as in test_corpus.ERROR_STATUS.
 CASES = {
@@ -53,31 +47,6 @@ RAW_BODY = b'{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":t
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-@contextmanager
-def corpus_server(name: str) -> Iterator[str]:
-    """Serve one corpus case; yields its base URL."""
-    server = subprocess.Popen(
-        [sys.executable, str(SSE_CASES / "serve_case.py"), str(SSE_CASES / f"{name}.json"),
-         "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    try:
-        assert server.stdout is not None
-        port = int(server.stdout.readline())
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.kill()
-        server.communicate()
-
-
-def case_body(name: str) -> bytes:
-    """The bytes a corpus case sends as its body (after transfer framing is removed)."""
-    case = json.loads((SSE_CASES / f"{name}.json").read_text(encoding="utf-8"))
-    if "body_chunks_b64" in case:
-        return b"".join(base64.b64decode(c) for c in case["body_chunks_b64"])
-    return "".join(case["body_chunks"]).encode()
 
 
 def stored_body(lines: list[dict[str, Any]]) -> bytes:
