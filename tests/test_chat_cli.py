@@ -320,3 +320,19 @@ def test_version_and_module_entry_point():
     result = run_cli("--version")
     assert result.returncode == 0
     assert result.stdout.startswith(b"assisters, version ")
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["chat"], "assisters chat: error: no prompt: give it as arguments or on stdin "
+                   "(see 'assisters chat --help')"),
+        (["chat", "--bogus", "x"], "assisters chat: error: No such option '--bogus'. "
+                                   "(see 'assisters chat --help')"),
+        (["nope"], "assisters: error: No such command 'nope'. (see 'assisters --help')"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(args, line):
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert result.stderr.decode() == line + "\n"

@@ -78,7 +78,7 @@ def chat_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def settings_from(params: dict[str, Any], *, need_key: bool = True) -> Settings:
+def settings_from(params: dict[str, Any]) -> Settings:
     flags = Overrides(
         base_url=params.get("base_url"),
         model=params.get("model"),
@@ -88,7 +88,7 @@ def settings_from(params: dict[str, Any], *, need_key: bool = True) -> Settings:
         stream_usage=params.get("stream_usage"),
         profile=params.get("profile"),
     )
-    return load_settings(flags, os.environ, need_key=need_key)
+    return load_settings(flags, os.environ)
 
 
 def read_prompt(prompt_args: tuple[str, ...], streams: Streams) -> str:
@@ -370,8 +370,11 @@ def main(argv: list[str] | None = None) -> None:
         status = ExitStatus.OK
     except click.exceptions.Exit as exc:
         status = exc.exit_code
+    except click.exceptions.NoArgsIsHelpError as exc:
+        exc.show()  # bare `assisters`: the help text
+        status = exc.exit_code
     except click.ClickException as exc:
-        exc.show()
+        _say(click_error_line(exc))
         status = exc.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt):
         status = ExitStatus.INTERRUPTED
@@ -387,6 +390,15 @@ def main(argv: list[str] | None = None) -> None:
         _say(f"assisters: internal error: {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for a traceback)")
         status = ExitStatus.INTERNAL
     _quiet_exit(int(status), streams_ok)
+
+
+def click_error_line(exc: click.ClickException) -> str:
+    """A usage error as one line, naming the command and where help is."""
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    if ctx is None:
+        return f"assisters: error: {message}"
+    return f"{ctx.command_path}: error: {message} (see '{ctx.command_path} --help')"
 
 
 def _say(line: str) -> None:
