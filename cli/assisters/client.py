@@ -39,6 +39,14 @@ class Timing:
     def since_start(self, when: float | None) -> float | None:
         return None if when is None else when - self.start
 
+    def tokens_per_second(self, completion_tokens: object) -> float | None:
+        """Generation speed: the tokens after the first, over the time after it."""
+        if not isinstance(completion_tokens, int) or completion_tokens < 2:
+            return None
+        if self.first_token is None or self.end is None or self.end <= self.first_token:
+            return None
+        return (completion_tokens - 1) / (self.end - self.first_token)
+
 
 def make_client(settings: Settings) -> httpx.Client:
     """An httpx client with the key, the timeouts and our User-Agent."""
@@ -88,8 +96,6 @@ def transport_error(exc: httpx.HTTPError, url: str) -> AssistersError:
         return TemporaryError(f"no data from the server for too long (read timeout) at {where}")
     if isinstance(exc, httpx.TimeoutException):
         return TemporaryError(f"timed out talking to {where}")
-    if isinstance(exc, httpx.DecodingError):
-        return ProtocolError(f"the response body could not be decoded: {_reason(exc)}")
     if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
         return TemporaryError(f"the connection to {where} broke: {_reason(exc)}")
     if isinstance(exc, httpx.UnsupportedProtocol):

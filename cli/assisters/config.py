@@ -16,6 +16,7 @@ so it cannot leak into an error message or a traceback by accident.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import subprocess
 import sys
@@ -142,7 +143,7 @@ def load_settings(flags: Overrides, environ: Mapping[str, str], *, need_key: boo
             "no API key: set ASSISTERS_API_KEY (or pass --api-key, or api_key_command "
             f"in {path})"
         )
-    return Settings(**{**settings.__dict__, "api_key": key})
+    return dataclasses.replace(settings, api_key=key)
 
 
 def _resolve_key(

@@ -193,11 +193,8 @@ def summary(answer: CompletionAccumulator, stats: DebugStats, timing: Timing,
 
     usage = answer.usage or {}
     completion_tokens = usage.get("completion_tokens")
-    speed = "-"
-    if isinstance(completion_tokens, int) and timing.first_token and timing.end:
-        generating = timing.end - timing.first_token
-        if generating > 0 and completion_tokens > 1:
-            speed = f"{(completion_tokens - 1) / generating:.1f} tokens/s"
+    tokens_per_second = timing.tokens_per_second(completion_tokens)
+    speed = "-" if tokens_per_second is None else f"{tokens_per_second:.1f} tokens/s"
     usage_text = (f"{usage.get('prompt_tokens')} prompt + {completion_tokens} completion = "
                   f"{usage.get('total_tokens')} total" if usage else "none sent")
     lines = [

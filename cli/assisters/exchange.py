@@ -107,10 +107,15 @@ class LiveExchange:
                     recorder.read(data)
                 yield data
         except httpx.HTTPError as exc:
-            error = transport_error(exc, self._url)
-            if recorder is not None:
-                recorder.error(error)
-            raise error from None
+            raise _failure(exc, self._url, recorder) from None
+
+
+def _failure(exc: httpx.HTTPError, url: str, recorder: Recorder | None) -> AssistersError:
+    """The transport failure as the user sees it, recorded first when recording."""
+    error = transport_error(exc, url)
+    if recorder is not None:
+        recorder.error(error)
+    return error
 
 
 @contextmanager
@@ -134,10 +139,7 @@ def open_exchange(
                 recorder.response(exchange.head)
             yield exchange
     except httpx.HTTPError as exc:
-        error = transport_error(exc, request.url)
-        if recorder is not None:
-            recorder.error(error)
-        raise error from None
+        raise _failure(exc, request.url, recorder) from None
     except KeyboardInterrupt:
         if recorder is not None:
             recorder.interrupted()

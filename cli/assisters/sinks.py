@@ -105,8 +105,7 @@ def usage_line(result: ChatResult) -> str:
     total_s = timing.since_start(timing.end)
     if total_s is not None:
         parts.append(f"total {total_s:.2f} s")
-    if isinstance(completion, int) and timing.first_token is not None and timing.end is not None:
-        generating = timing.end - timing.first_token
-        if generating > 0 and completion > 1:
-            parts.append(f"{(completion - 1) / generating:.1f} tokens/s")
+    speed = timing.tokens_per_second(completion)
+    if speed is not None:
+        parts.append(f"{speed:.1f} tokens/s")
     return "usage: " + ", ".join(parts)
