@@ -70,8 +70,13 @@ def test_defaults(environ: dict[str, str]) -> None:
     settings = load({**environ, "ASSISTERS_API_KEY": KEY})
     assert settings.base_url == DEFAULT_BASE_URL == "https://api.assisters.dev/v1"
     assert settings.model == DEFAULT_MODEL == "llama-3.1-8b"
-    assert settings.read_timeout == 300.0
+    assert settings.idle_timeout == 120.0
+    assert settings.first_byte_timeout == 300.0
+    assert settings.total_timeout is None
     assert settings.connect_timeout == 10.0
+    assert (settings.max_retries, settings.max_retry_wait, settings.max_total_wait) == (2, 60.0, 120.0)
+    assert (settings.resume, settings.max_resumes) == (False, 3)
+    assert settings.resume_body == {"continue_final_message": True, "add_generation_prompt": False}
     assert settings.stream_usage is None
     assert settings.profile is None
     assert key_of(settings) == KEY
@@ -199,7 +204,7 @@ base_url = "http://127.0.0.1:8080/v1"
 
 def test_top_level_keys_without_profile(environ: dict[str, str], xdg: Path) -> None:
     settings = load({**environ, "ASSISTERS_CONFIG": str(write_config(xdg, PROFILES))})
-    assert (settings.model, settings.base_url, settings.read_timeout, settings.profile) == (
+    assert (settings.model, settings.base_url, settings.idle_timeout, settings.profile) == (
         "top-model", "https://top.example/v1", 42.0, None)
 
 
@@ -209,7 +214,7 @@ def test_profile_overrides_top_level_keys(environ: dict[str, str], xdg: Path) ->
     assert settings.profile == "work"
     assert settings.model == "work-model"
     assert settings.base_url == "https://work.example/v1"
-    assert settings.read_timeout == 42.0  # inherited from the top level
+    assert settings.idle_timeout == 42.0  # inherited from the top level
     assert key_of(settings) == "sk-top"
 
 
@@ -405,7 +410,7 @@ def test_settings_repr_hides_the_key(environ: dict[str, str]) -> None:
 
 def with_key(url: str, key: str | None = KEY) -> Settings:
     return Settings(base_url=url, model="m", api_key=Secret(key) if key else None, connect_timeout=1.0,
-                    read_timeout=1.0, stream_usage=None)
+                    idle_timeout=1.0, stream_usage=None)
 
 
 def test_insecure_key_warning_for_plain_http() -> None:
@@ -491,11 +496,11 @@ def test_timeouts_from_each_level(environ: dict[str, str], xdg: Path) -> None:
     write_config(xdg, "timeout = 30\nconnect_timeout = 2.5\n")
     env = {**environ, "ASSISTERS_API_KEY": KEY}
     settings = load(env)
-    assert (settings.read_timeout, settings.connect_timeout) == (30.0, 2.5)
+    assert (settings.idle_timeout, settings.connect_timeout) == (30.0, 2.5)
     settings = load({**env, "ASSISTERS_TIMEOUT": "7.5", "ASSISTERS_CONNECT_TIMEOUT": "1"})
-    assert (settings.read_timeout, settings.connect_timeout) == (7.5, 1.0)
+    assert (settings.idle_timeout, settings.connect_timeout) == (7.5, 1.0)
     settings = load({**env, "ASSISTERS_TIMEOUT": "7.5"}, Overrides(timeout=0.25, connect_timeout=0.5))
-    assert (settings.read_timeout, settings.connect_timeout) == (0.25, 0.5)
+    assert (settings.idle_timeout, settings.connect_timeout) == (0.25, 0.5)
 
 
 @pytest.mark.parametrize("value", ["nan", "inf"])
@@ -525,3 +530,36 @@ def test_stream_usage_precedence(environ: dict[str, str], xdg: Path) -> None:
     assert load({**env, "ASSISTERS_STREAM_USAGE": "0"}).stream_usage is False
     assert load({**env, "ASSISTERS_STREAM_USAGE": "0"}, Overrides(stream_usage=True)).stream_usage is True
     assert load({**env, "ASSISTERS_STREAM_USAGE": "1"}, Overrides(stream_usage=False)).stream_usage is False
+
+
+def test_reliability_settings_from_each_level(environ: dict[str, str], xdg: Path) -> None:
+    write_config(xdg, "idle_timeout = 30\nfirst_byte_timeout = 600\ntotal_timeout = 900\nmax_retries = 5\n"
+                      "max_retry_wait = 10\nmax_total_wait = 20\nresume = true\nmax_resumes = 1\n"
+                      "[profiles.llama]\nresume_body = {}\n")
+    env = {**environ, "ASSISTERS_API_KEY": KEY}
+    settings = load(env)
+    timeouts = (settings.idle_timeout, settings.first_byte_timeout, settings.total_timeout)
+    assert timeouts == (30.0, 600.0, 900.0)
+    assert (settings.max_retries, settings.max_retry_wait, settings.max_total_wait) == (5, 10.0, 20.0)
+    assert (settings.resume, settings.max_resumes) == (True, 1)
+    assert settings.resume_body == {"continue_final_message": True, "add_generation_prompt": False}
+    assert load({**env, "ASSISTERS_PROFILE": "llama"}).resume_body == {}
+    settings = load({**env, "ASSISTERS_IDLE_TIMEOUT": "7", "ASSISTERS_FIRST_BYTE_TIMEOUT": "8",
+                     "ASSISTERS_TOTAL_TIMEOUT": "off", "ASSISTERS_MAX_RETRIES": "0", "ASSISTERS_RESUME": "0",
+                     "ASSISTERS_MAX_RESUMES": "9"})
+    assert (settings.idle_timeout, settings.first_byte_timeout, settings.total_timeout) == (7.0, 8.0, None)
+    assert (settings.max_retries, settings.resume, settings.max_resumes) == (0, False, 9)
+    settings = load(env, Overrides(idle_timeout=1.5, first_byte_timeout=2.5, total_timeout=3.5, max_retries=1,
+                                   resume=False, max_resumes=2))
+    assert (settings.idle_timeout, settings.first_byte_timeout, settings.total_timeout) == (1.5, 2.5, 3.5)
+    assert (settings.max_retries, settings.resume, settings.max_resumes) == (1, False, 2)
+
+
+@pytest.mark.parametrize("line", ["max_retries = -1", "max_retries = 1.5", 'max_retries = "many"',
+                                  "max_retries = 101", "max_resumes = true", "resume = 3", "resume_body = 1",
+                                  "total_timeout = -1",
+                                  "first_byte_timeout = 0", "max_retry_wait = nan"])
+def test_bad_reliability_setting_is_a_config_error(environ: dict[str, str], xdg: Path, line: str) -> None:
+    path = write_config(xdg, line + "\n")
+    error = load_error({**environ, "ASSISTERS_API_KEY": KEY})
+    assert str(path) in error.message and line.split(" =")[0] in error.message

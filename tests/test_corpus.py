@@ -64,7 +64,7 @@ def test_case_as_json(case_path: Path):
     case = json.loads(case_path.read_text(encoding="utf-8"))
     expect = case["expect"]
     with corpus_server(case_path.stem) as base_url:
-        result = run_cli("chat", "--json", "hi",
+        result = run_cli("chat", "--json", "--max-retries=0", "hi",
                          env={"ASSISTERS_BASE_URL": base_url, "ASSISTERS_API_KEY": SECRET})
     assert SECRET.encode() not in result.stdout + result.stderr
     assert b"Traceback" not in result.stderr

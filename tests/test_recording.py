@@ -153,7 +153,8 @@ def corpus_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, CaseRuns]
     root = tmp_path_factory.mktemp("recordings")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("ASSISTERS_", "OPENAI_")) and k not in ("NO_COLOR", "FORCE_COLOR", "TERM")}
-    env.update(XDG_CONFIG_HOME=str(root / "xdg"), HOME=str(root / "home"))
+    # A replay shows one exchange: compare it with a live run that does not retry.
+    env.update(XDG_CONFIG_HOME=str(root / "xdg"), HOME=str(root / "home"), ASSISTERS_MAX_RETRIES="0")
     saved = dict(os.environ)
     os.environ.clear()
     os.environ.update(env)  # run_cli copies os.environ; the autouse fixture is function-scoped
@@ -462,7 +463,7 @@ def test_serve_replay_gives_chat_the_same_answer(corpus_runs, name):
     runs = corpus_runs[name]
     live = runs.live["chat"]
     with ChatServer(ServeOptions(replay=runs.files["chat"])) as server:
-        again = run_cli("chat", "hi", env=key_env(server.base_url))
+        again = run_cli("chat", "--max-retries=0", "hi", env=key_env(server.base_url))
     assert b"Traceback" not in again.stderr
     assert again.stdout == live.stdout
     assert again.returncode == live.status

@@ -111,8 +111,8 @@ def test_no_key_is_needed_on_loopback():
 
 def test_fail_status_503_always():
     with serving("--fail-status", "503", "--fail-times", "0") as served:
-        first = chat(served, *ECHO)
-        second = chat(served, *ECHO)
+        first = chat(served, "--max-retries=0", *ECHO)
+        second = chat(served, "--max-retries=0", *ECHO)
     for result in (first, second):
         assert result.returncode == 69
         assert result.stdout == b""
@@ -124,7 +124,7 @@ def test_fail_status_503_always():
 
 def test_fail_status_429_with_retry_after():
     with serving("--fail-status", "429", "--retry-after", "1") as served:
-        result = chat(served, *ECHO)
+        result = chat(served, "--max-retries=0", *ECHO)
     assert result.returncode == 75
     assert result.stdout == b""
     stderr = result.stderr.decode()
@@ -137,7 +137,7 @@ def test_fail_status_429_with_retry_after():
                                                      ("404", 65), ("500", 69)])
 def test_fail_status_maps_to_the_documented_exit_status(status, exit_status):
     with serving("--fail-status", status) as served:
-        result = chat(served, *ECHO)
+        result = chat(served, "--max-retries=0", *ECHO)
     assert result.returncode == exit_status, result.stderr
     assert result.stdout == b""
     assert f"HTTP {status}".encode() in result.stderr
@@ -146,7 +146,7 @@ def test_fail_status_maps_to_the_documented_exit_status(status, exit_status):
 
 def test_fail_times_1_fails_once_then_succeeds():
     with serving("--fail-status", "503", "--fail-times", "1") as served:
-        first = chat(served, *ECHO)
+        first = chat(served, "--max-retries=0", *ECHO)
         second = chat(served, *ECHO)
     assert first.returncode == 69
     assert b"HTTP 503" in first.stderr
@@ -178,7 +178,7 @@ def test_stall_longer_than_the_read_timeout_is_exit_75():
         result = chat(served, "--timeout", "0.5", *ECHO)
     assert result.returncode == 75
     assert result.stdout == b"one"
-    assert b"read timeout" in result.stderr
+    assert b"(idle timeout)" in result.stderr
     assert len(result.stderr.splitlines()) == 1
 
 
@@ -311,3 +311,62 @@ def test_serve_replay_of_a_damaged_recording_has_no_traceback(tmp_path):
     else:
         assert server.returncode == 0
         assert b"Server disconnected" not in result.stderr, result.stderr
+
+
+# ------------------------------------------------------------ resume against a cut
+
+
+RESUME_PROMPT = "naïve café 日本語 text,  two  spaces"
+
+
+def _byte_inside_a_multibyte_character() -> str:
+    """An offset one byte into "日" of the echo stream of RESUME_PROMPT (ids have a fixed length)."""
+    import httpx
+
+    from assisters.server import ChatServer, ServeOptions
+
+    body = {"model": "echo", "messages": [{"role": "user", "content": RESUME_PROMPT}], "stream": True}
+    with ChatServer(ServeOptions()) as server, httpx.Client(timeout=10) as client:
+        raw = client.post(f"{server.base_url}/chat/completions", json=body).content
+    return str(raw.index("日".encode()) + 1)
+
+
+@pytest.mark.parametrize("flags", [
+    ["--drop-after", "0"],
+    ["--drop-after", "1"],
+    ["--drop-after", "3"],
+    ["--drop-after", "6"],  # every token got through: only the finish is missing
+    ["--drop-after-bytes", "inside"],
+    ["--drop-after", "2", "--reset"],
+    ["--drop-after", "2", "--echo-prefix"],
+], ids=["0", "1", "3", "6", "mid-character", "reset", "echo-prefix"])
+def test_resume_prints_the_uninterrupted_answer(flags):
+    flags = [_byte_inside_a_multibyte_character() if f == "inside" else f for f in flags]
+    with serving("--tokens-per-second", "0", *flags) as served:
+        result = chat(served, "--resume", "-m", "echo", RESUME_PROMPT)
+        cut = chat(served, "--no-resume", "-m", "echo", RESUME_PROMPT)  # drop-times 1: not cut
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == RESUME_PROMPT.encode()
+    assert (cut.returncode, cut.stdout) == (0, RESUME_PROMPT.encode())
+
+
+def test_resume_of_lorem_prints_the_uninterrupted_answer():
+    with serving("--tokens-per-second", "0") as served:
+        whole = chat(served, "-m", "lorem", "--seed", "5", "hi")
+    with serving("--tokens-per-second", "0", "--drop-after", "9") as served:
+        result = chat(served, "--resume", "-m", "lorem", "--seed", "5", "hi")
+    assert (whole.returncode, result.returncode) == (0, 0), result.stderr
+    assert result.stdout == whole.stdout
+
+
+def test_drop_times_cuts_the_first_k_streams():
+    with serving("--drop-after", "1", "--drop-times", "2") as served:
+        results = [chat(served, "--no-resume", *ECHO) for _ in range(3)]
+    assert [(r.returncode, r.stdout) for r in results] == [
+        (75, b"one"), (75, b"one"), (0, b"one two three four")]
+
+
+def test_head_delay_and_drip_still_complete():
+    with serving("--head-delay", "0.3", "--drip-ms", "0.2") as served:
+        result = chat(served, "-m", "echo", "a b")
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"a b", b"")

@@ -8,7 +8,9 @@ generous lower bound, never an upper one, so a slow machine cannot make them fla
 from __future__ import annotations
 
 import json
+import re
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -331,9 +333,9 @@ def test_drop_after_truncates_body(client: httpx.Client) -> None:
         assert all(c["finish_reason"] is None for o in objs for c in o["choices"])
         assert b"[DONE]" not in received
         assert srv.disconnects == 0  # a drop is the server's doing, not the client's
-        # The server itself carries on: a new connection gets the same treatment.
-        with httpx.Client(timeout=10) as fresh, pytest.raises(httpx.RemoteProtocolError):
-            fresh.post(f"{srv.base_url}/chat/completions", json=body)
+        # The server itself carries on: by default (drop_times=1) the next stream is whole.
+        with httpx.Client(timeout=10) as fresh:
+            assert "".join(contents(chunks(stream_raw(fresh, srv, body)))) == "a b c d e"
 
 
 def test_malformed_at(client: httpx.Client) -> None:
@@ -522,3 +524,316 @@ def test_openai_sdk_sees_injected_rate_limit() -> None:
         assert caught.value.code == "rate_limit_exceeded"
         again = sdk.chat.completions.create(model="echo", messages=user("hi"))
         assert again.choices[0].message.content == "hi"
+
+
+# ------------------------------------------------------------------ continuation
+
+CONTINUE = {"continue_final_message": True, "add_generation_prompt": False}
+PROMPT = "naïve café 日本語 text,  two  spaces\n"
+
+
+def resumed(text: str, prefix: str, **fields: Any) -> dict[str, Any]:
+    """A request continuing ``prefix`` as the answer to ``text`` (the way vLLM is asked)."""
+    messages = [*user(text), {"role": "assistant", "content": prefix}]
+    return {"model": "echo", "messages": messages, **CONTINUE, **fields}
+
+
+def answer(client: httpx.Client, srv: ChatServer, body: dict[str, Any]) -> tuple[str, str]:
+    """The streamed text and finish_reason of one complete answer."""
+    objs = chunks(stream_raw(client, srv, {**body, "stream": True}))
+    finishes = [c["finish_reason"] for o in objs for c in o["choices"] if c["finish_reason"]]
+    return "".join(contents(objs)), finishes[-1]
+
+
+def test_continue_echo_at_every_prefix_length(client: httpx.Client) -> None:
+    tokens = echo_tokens(PROMPT)
+    with ChatServer(ServeOptions()) as srv:
+        for cut in range(len(PROMPT) + 1):
+            body = resumed(PROMPT, PROMPT[:cut], stream_options={"include_usage": True})
+            objs = chunks(stream_raw(client, srv, {**body, "stream": True}))
+            sent = contents(objs)
+            assert PROMPT[:cut] + "".join(sent) == PROMPT
+            assert objs[-2]["choices"][0]["finish_reason"] == "stop"
+            # Whole tokens after the prefix; the first one is the rest of a cut token.
+            boundary = next(i for i in range(len(tokens) + 1) if len("".join(tokens[:i])) >= cut)
+            whole = "".join(tokens[:boundary])
+            expected = [whole[cut:]] if whole[cut:] else []
+            assert sent == expected + tokens[boundary:]
+            usage = objs[-1]["usage"]
+            assert usage["completion_tokens"] == len(sent)
+            assert usage["prompt_tokens"] == len(PROMPT.split()) + len(PROMPT[:cut].split())
+            done = post(client, srv, body).json()
+            assert done["choices"][0]["message"]["content"] == PROMPT[cut:]
+            assert done["choices"][0]["finish_reason"] == "stop"
+            assert done["usage"]["completion_tokens"] == len(sent)
+
+
+def test_continue_lorem_gives_the_rest_of_the_same_answer(client: httpx.Client) -> None:
+    with ChatServer(ServeOptions(tokens_per_second=0)) as srv:
+        for limit in ({"max_tokens": 12}, {}):
+            body = {"model": "lorem", "messages": user("hi"), "seed": 3, **limit}
+            full, finish = answer(client, srv, body)
+            assert finish == ("length" if limit else "stop")
+            for cut in (0, 1, 5, 6, 7, len(full) // 2, len(full) - 1, len(full)):
+                body["messages"] = [*user("hi"), {"role": "assistant", "content": full[:cut]}]
+                assert answer(client, srv, {**body, **CONTINUE}) == (full[cut:], finish)
+                # The model's text depends on the seed only, not on the prefix's words.
+                body["messages"][-1]["content"] = "x" * cut
+                assert answer(client, srv, body) == (full[cut:], finish)
+        n2 = {"model": "lorem", "messages": user("hi"), "n": 2, "max_tokens": 6}
+        objs = chunks(stream_raw(client, srv, {**n2, "stream": True}))
+        firsts = ["".join(contents(objs, i)) for i in (0, 1)]
+        n2["messages"] = [*user("hi"), {"role": "assistant", "content": "1234"}]
+        objs = chunks(stream_raw(client, srv, {**n2, "stream": True}))
+        assert ["".join(contents(objs, i)) for i in (0, 1)] == [t[4:] for t in firsts]
+
+
+def test_continue_with_a_prefix_that_does_not_match(client: httpx.Client) -> None:
+    """The prefix counts for its length only; one as long as the answer leaves nothing."""
+    with ChatServer(ServeOptions()) as srv:
+        assert answer(client, srv, resumed("one two three", "XYZ")) == (" two three", "stop")
+        assert answer(client, srv, resumed("one two", "much longer than it")) == ("", "stop")
+        assert answer(client, srv, resumed("one two", "one two")) == ("", "stop")
+        limited = resumed("one two three", "one", max_tokens=2)
+        assert answer(client, srv, limited) == (" two", "length")
+
+
+def test_how_a_final_assistant_message_is_taken(client: httpx.Client) -> None:
+    with ChatServer(ServeOptions()) as srv:
+        llama_cpp = {"model": "echo", "messages": [*user("a b c"), {"role": "assistant", "content": "a"}]}
+        assert answer(client, srv, llama_cpp) == (" b c", "stop")
+        parts = [{"type": "text", "text": "a "}, {"type": "text", "text": "b"}]
+        as_parts = {**llama_cpp, "messages": [*user("a b c"), {"role": "assistant", "content": parts}]}
+        assert answer(client, srv, as_parts) == (" c", "stop")
+        afresh = {**llama_cpp, "continue_final_message": False}
+        assert answer(client, srv, afresh) == ("a b c", "stop")
+        both = {**llama_cpp, "continue_final_message": True, "add_generation_prompt": True}
+        assert_openai_error(post(client, srv, both), 400, "Cannot set both")
+        assert_openai_error(
+            post(client, srv, {**llama_cpp, "continue_final_message": "yes"}), 400, "boolean"
+        )
+        # Not the last message: an ordinary conversation, answered from the start.
+        earlier = {"model": "echo", "messages": [{"role": "assistant", "content": "a"}, *user("a b")]}
+        assert answer(client, srv, {**earlier, **CONTINUE}) == ("a b", "stop")
+
+
+def test_echo_prefix_sends_the_prefix_again_first(client: httpx.Client) -> None:
+    body = resumed(PROMPT, "naïve ca", stream_options={"include_usage": True})
+    with ChatServer(ServeOptions(echo_prefix=True)) as srv:
+        objs = chunks(stream_raw(client, srv, {**body, "stream": True}))
+        done = post(client, srv, body).json()
+        plain = post(client, srv, {"model": "echo", "messages": user("x y")}).json()
+    assert contents(objs) == ["naïve", " ca", "fé", " 日本語", " text,", "  two", "  spaces", "\n"]
+    assert objs[-1]["usage"]["completion_tokens"] == 6  # the repeated prefix is not generated
+    assert done["choices"][0]["message"]["content"] == PROMPT
+    assert done["usage"]["completion_tokens"] == 6
+    assert plain["choices"][0]["message"]["content"] == "x y"  # nothing to continue
+
+
+# ------------------------------------------------------------- drops and resumes
+
+
+def read_until_cut(
+    client: httpx.Client, srv: ChatServer, body: dict[str, Any]
+) -> tuple[bytes, list[bytes], Exception | None]:
+    """The body bytes that arrived, the pieces they came in, and the error that ended them."""
+    pieces: list[bytes] = []
+    try:
+        with client.stream("POST", f"{srv.base_url}/chat/completions", json=body) as r:
+            assert r.status_code == 200
+            for piece in r.iter_raw():
+                pieces.append(piece)
+    except httpx.TransportError as exc:
+        return b"".join(pieces), pieces, exc
+    return b"".join(pieces), pieces, None
+
+
+def printed(raw: bytes) -> str:
+    """The text a client prints from a cut body: the content of its complete events."""
+    complete = raw[: raw.rfind(b"\n\n") + 2] if b"\n\n" in raw else b""
+    objs = [json.loads(e) for e in events(complete) if e != "[DONE]"]
+    return "".join(contents(objs))
+
+
+def masked(raw: bytes) -> bytes:
+    """``raw`` with ids and created times (the only parts that differ) masked, lengths kept."""
+    raw = re.sub(rb"chatcmpl-[0-9a-f]+", lambda m: b"#" * len(m[0]), raw)
+    return re.sub(rb'(?<="created":)[0-9]+', lambda m: b"0" * len(m[0]), raw)
+
+
+RESUME_CASES = [
+    ("echo", {"drop_after": 0}),
+    ("echo", {"drop_after": 1}),
+    ("echo", {"drop_after": 3}),
+    ("echo", {"drop_after": 7}),  # every token got through: only the end is missing
+    ("lorem", {"drop_after": 5}),
+    ("lorem", {"drop_after_bytes": 700}),
+]
+
+
+@pytest.mark.parametrize(("model", "drop"), RESUME_CASES)
+def test_resume_after_a_drop_gives_the_uninterrupted_text(
+    client: httpx.Client, model: str, drop: dict[str, int]
+) -> None:
+    body = {"model": model, "messages": user(PROMPT), "stream": True, "max_tokens": 20}
+    with ChatServer(ServeOptions(tokens_per_second=0, **drop)) as srv:
+        cut, _, error = read_until_cut(client, srv, body)
+        assert isinstance(error, httpx.RemoteProtocolError)
+        partial = printed(cut)
+        messages = [*user(PROMPT), {"role": "assistant", "content": partial}]
+        rest, _ = answer(client, srv, {**body, "messages": messages, **CONTINUE})
+        full, _ = answer(client, srv, body)
+    assert partial + rest == full
+    assert srv.streams_seen == 3
+
+
+def test_drop_after_bytes_cuts_inside_a_multibyte_character(client: httpx.Client) -> None:
+    body = {"model": "echo", "messages": user(PROMPT), "stream": True}
+    with ChatServer(ServeOptions()) as srv:
+        whole = stream_raw(client, srv, body)
+    inside = whole.index("日".encode()) + 1  # one byte of three
+    for limit in (0, 5, inside, inside + 1, len(whole) - 1, len(whole)):
+        with ChatServer(ServeOptions(drop_after_bytes=limit)) as srv:
+            cut, _, error = read_until_cut(client, srv, body)
+            assert isinstance(error, httpx.RemoteProtocolError)
+            again = stream_raw(client, srv, body)  # drop_times=1: only the first is cut
+            rest, _ = answer(client, srv, resumed(PROMPT, printed(cut)))
+        assert len(cut) == limit
+        assert masked(cut) == masked(again)[:limit]
+        assert printed(cut) + rest == PROMPT
+        if limit == inside:
+            assert cut.endswith(b'"content":" \xe6')
+            with pytest.raises(UnicodeDecodeError):
+                cut.decode()
+            assert printed(cut) == "naïve café"
+    with ChatServer(ServeOptions(drop_after_bytes=len(whole) + 1)) as srv:
+        assert masked(stream_raw(client, srv, body)) == masked(whole)  # too late to cut
+
+
+def test_drop_times(client: httpx.Client) -> None:
+    body = {"model": "echo", "messages": user("a b c"), "stream": True}
+    with ChatServer(ServeOptions(drop_after=1, drop_times=2)) as srv:
+        outcomes = [read_until_cut(client, srv, body)[2] is None for _ in range(3)]
+        assert post(client, srv, {**body, "stream": False}).status_code == 200
+        assert outcomes == [False, False, True]
+        assert srv.streams_seen == 3  # the non-streaming request is not counted
+    with ChatServer(ServeOptions(drop_after_bytes=10, drop_times=0)) as srv:
+        assert all(read_until_cut(client, srv, body)[2] for _ in range(3))
+    # Injected failures keep their own count; the first stream is the second request.
+    options = ServeOptions(fail_status=503, drop_after=1)
+    with ChatServer(options) as srv:
+        assert post(client, srv, body).status_code == 503
+        assert read_until_cut(client, srv, body)[2] is not None
+        assert read_until_cut(client, srv, body)[2] is None
+        assert (srv.requests_seen, srv.streams_seen) == (3, 2)
+
+
+def test_reset_sends_an_rst(client: httpx.Client) -> None:
+    body = {"model": "echo", "messages": user("a b c"), "stream": True}
+    with ChatServer(ServeOptions(drop_after=1, reset=True)) as srv:
+        _, _, error = read_until_cut(client, srv, body)
+        assert isinstance(error, httpx.ReadError)
+        assert answer(client, srv, body) == ("a b c", "stop")  # only the first is cut
+        assert srv.disconnects == 0
+    with ChatServer(ServeOptions(drop_after=1, reset=True)) as srv:
+        payload = orjson.dumps(body)
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as raw:
+            raw.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload)
+            )
+            with pytest.raises(ConnectionResetError):
+                while raw.recv(65536):
+                    pass
+
+
+# ----------------------------------------------------------------- slow answers
+
+
+def test_head_delay_holds_the_response_head(client: httpx.Client) -> None:
+    """--head-delay: nothing at all arrives for a while; --first-token-delay-ms: the head does."""
+    body = {"model": "echo", "messages": user("a b"), "stream": True}
+    url = "{}/chat/completions".format
+    with httpx.Client(timeout=httpx.Timeout(10, read=0.05)) as impatient:
+        with ChatServer(ServeOptions(head_delay=0.5)) as srv:
+            with pytest.raises(httpx.ReadTimeout), impatient.stream("POST", url(srv.base_url), json=body):
+                pass
+            start = time.monotonic()
+            assert answer(client, srv, body) == ("a b", "stop")
+            assert time.monotonic() - start >= 0.5 * 0.9
+            start = time.monotonic()
+            assert post(client, srv, {**body, "stream": False}).status_code == 200
+            assert time.monotonic() - start >= 0.5 * 0.9
+        with (
+            ChatServer(ServeOptions(first_token_delay_ms=500)) as srv,
+            impatient.stream("POST", url(srv.base_url), json=body) as r,
+        ):
+            assert r.status_code == 200
+            with pytest.raises(httpx.ReadTimeout):
+                r.read()
+
+
+def test_shutdown_wakes_a_head_delay() -> None:
+    srv = ChatServer(ServeOptions(head_delay=600))
+    srv.start_background()
+    errors: list[Exception] = []
+
+    def ask() -> None:
+        with httpx.Client(timeout=60) as c:
+            try:
+                post(c, srv, {"model": "echo", "messages": user("a")})
+            except httpx.TransportError as exc:
+                errors.append(exc)
+
+    thread = threading.Thread(target=ask)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while srv.requests_seen == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    srv.shutdown()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert len(errors) == 1
+
+
+def test_drip_sends_one_byte_per_chunk(client: httpx.Client, tmp_path: Path) -> None:
+    recording = tmp_path / "rec.sse"
+    raw = b'data: {"choices":[{"index":0,"delta":{"content":"h\xc3\xa9"}}]}\n\ndata: [DONE]\n\n'
+    recording.write_bytes(raw)
+    with ChatServer(ServeOptions(replay=recording, drip_ms=1)) as srv:
+        body, pieces, error = read_until_cut(client, srv, {})
+    assert error is None
+    assert body == raw
+    assert pieces == [raw[i : i + 1] for i in range(len(raw))]
+    echo = {"model": "echo", "messages": user("é"), "stream": True}
+    with ChatServer(ServeOptions()) as srv:
+        plain = stream_raw(client, srv, echo)
+    with ChatServer(ServeOptions(drip_ms=0, drop_after_bytes=100)) as srv:
+        cut, pieces, error = read_until_cut(client, srv, echo)
+        dripped, more, _ = read_until_cut(client, srv, echo)
+    assert isinstance(error, httpx.RemoteProtocolError)
+    assert len(pieces) == len(cut) == 100
+    assert len(more) == len(dripped) == len(plain)
+    assert masked(dripped) == masked(plain)
+    assert masked(cut) == masked(plain)[:100]
+
+
+def test_a_slow_drip_still_streams(client: httpx.Client) -> None:
+    """At 50 ms a byte the answer takes minutes; its first bytes arrive at once."""
+    body = {"model": "lorem", "messages": user("hi"), "stream": True}
+    with ChatServer(ServeOptions(drip_ms=50)) as srv:
+        with client.stream("POST", f"{srv.base_url}/chat/completions", json=body) as r:
+            pieces = r.iter_raw()
+            first = [next(pieces) for _ in range(3)]
+        assert first == [b"d", b"a", b"t"]
+        deadline = time.monotonic() + 5
+        while srv.active_streams and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert srv.active_streams == 0
+
+
+def test_new_options_are_validated() -> None:
+    for bad in ({"drop_after_bytes": -1}, {"drop_times": -1}, {"head_delay": -1},
+                {"head_delay": float("nan")}, {"drip_ms": -1}, {"drip_ms": float("inf")}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            ServeOptions(**bad)

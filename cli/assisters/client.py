@@ -7,6 +7,9 @@ closes its connection, which is how the server learns to stop generating.
 
 from __future__ import annotations
 
+import datetime
+import email.utils
+import math
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -18,7 +21,7 @@ import httpx
 from assisters import __version__
 from assisters.completion import error_message, one_line, parse_json
 from assisters.config import Settings, redact_url
-from assisters.errors import AssistersError, HTTPStatusError, ProtocolError, TemporaryError
+from assisters.errors import AssistersError, HTTPStatusError, ProtocolError, TemporaryError, TimeoutFailure
 
 if TYPE_CHECKING:
     from assisters.exchange import ResponseHead
@@ -53,10 +56,13 @@ def make_client(settings: Settings) -> httpx.Client:
     headers = {"User-Agent": f"assisters/{__version__}"}
     if settings.api_key:
         headers["Authorization"] = f"Bearer {settings.api_key.reveal()}"
+    # The watchdog (assisters.deadline) enforces the first-byte, idle and total
+    # timeouts; httpx's read timeout is only the backstop where it cannot run.
+    backstop = max(settings.first_byte_timeout, settings.idle_timeout) + 1.0
     timeout = httpx.Timeout(
         connect=settings.connect_timeout,
-        read=settings.read_timeout,
-        write=settings.read_timeout,
+        read=backstop,
+        write=settings.idle_timeout,
         pool=settings.connect_timeout,
     )
     verify: ssl.SSLContext | bool = True
@@ -79,21 +85,53 @@ def status_error(head: ResponseHead, body: bytes) -> HTTPStatusError:
     location = head.header("location")
     if 300 <= code < 400 and location:
         text += f" (redirect to {redact_url(location)}; check the base URL)"
-    retry_after = head.header("retry-after")
-    if code in (429, 503) and retry_after:
-        text += f" (retry after {one_line(retry_after, 40)} s)"
-    return HTTPStatusError(code, text)
+    retry_after = retry_after_seconds(head)
+    if retry_after is not None:
+        text += f" (retry after {retry_after:g} s)"
+    error = HTTPStatusError(code, text)
+    error.retry_after = retry_after
+    return error
+
+
+def retry_after_seconds(head: ResponseHead, now: float | None = None) -> float | None:
+    """The server's requested wait: ``retry-after-ms``, else ``Retry-After`` as
+    seconds or an HTTP date; ``None`` when absent or unreadable."""
+    millis = head.header("retry-after-ms").strip()
+    if millis:
+        try:
+            value = float(millis) / 1000
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value) and value >= 0:
+            return value
+    text = head.header("retry-after").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.timezone.utc)
+        value = when.timestamp() - (time.time() if now is None else now)
+        return max(0.0, value)
+    return value if math.isfinite(value) and value >= 0 else None
 
 
 def transport_error(exc: httpx.HTTPError, url: str) -> AssistersError:
     """A one-line error for a failed connection; never includes headers (the key)."""
     where = redact_url(url)
     if isinstance(exc, httpx.ConnectTimeout):
-        return TemporaryError(f"timed out connecting to {where}")
+        return TimeoutFailure(f"timed out connecting to {where} (connect timeout{_limit(exc, 'connect')}); "
+                              "raise it with --connect-timeout or ASSISTERS_CONNECT_TIMEOUT")
     if isinstance(exc, httpx.ConnectError):
         return TemporaryError(f"cannot connect to {where}: {_reason(exc)}")
     if isinstance(exc, httpx.ReadTimeout):
-        return TemporaryError(f"no data from the server for too long (read timeout) at {where}")
+        return TimeoutFailure(f"no data from {where} for too long (read timeout{_limit(exc, 'read')}); "
+                              "raise it with --first-byte-timeout or --idle-timeout")
     if isinstance(exc, httpx.TimeoutException):
         return TemporaryError(f"timed out talking to {where}")
     if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
@@ -101,6 +139,15 @@ def transport_error(exc: httpx.HTTPError, url: str) -> AssistersError:
     if isinstance(exc, httpx.UnsupportedProtocol):
         return ProtocolError(f"unsupported URL: {where}")
     return TemporaryError(f"HTTP failure talking to {where}: {_reason(exc)}")
+
+
+def _limit(exc: httpx.TimeoutException, which: str) -> str:
+    """`` of N s`` from the request's own timeout setting, when it can be found."""
+    try:
+        value = exc.request.extensions.get("timeout", {}).get(which)
+    except RuntimeError:  # no request attached
+        return ""
+    return f" of {value:g} s" if isinstance(value, (int, float)) else ""
 
 
 def _reason(exc: BaseException) -> str:

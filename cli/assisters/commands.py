@@ -25,6 +25,7 @@ from assisters.request import ChatOptions, build_chat_body, compose_prompt, enco
 from assisters.terminal import Streams, system_streams
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+SECONDS = click.FloatRange(min=0, min_open=True)
 DEBUG_ENV = "ASSISTERS_DEBUG"
 COMPLETE_ENV = "_ASSISTERS_COMPLETE"
 
@@ -45,10 +46,18 @@ def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="API base URL [env ASSISTERS_BASE_URL; default https://api.assisters.dev/v1]."),
         click.option("--api-key", metavar="KEY", help="API key [env ASSISTERS_API_KEY]."),
         click.option("--profile", metavar="NAME", help="Config file profile [env ASSISTERS_PROFILE]."),
-        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-                     help="Longest wait for the next byte from the server [default 300]."),
-        click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-                     help="Longest wait to connect [default 10]."),
+        click.option("--connect-timeout", type=SECONDS, metavar="S",
+                     help="Longest wait to connect [env ASSISTERS_CONNECT_TIMEOUT; default 10]."),
+        click.option("--first-byte-timeout", type=SECONDS, metavar="S",
+                     help="Longest wait for the first byte of the answer, while the model thinks "
+                          "[env ASSISTERS_FIRST_BYTE_TIMEOUT; default 300]."),
+        click.option("--idle-timeout", type=SECONDS, metavar="S",
+                     help="Longest silence once the answer is streaming "
+                          "[env ASSISTERS_IDLE_TIMEOUT; default 120]."),
+        click.option("--timeout", type=SECONDS, hidden=True),  # the idle timeout's older name
+        click.option("--total-timeout", type=SECONDS, metavar="S",
+                     help="Longest run in all, retries included "
+                          "[env ASSISTERS_TOTAL_TIMEOUT; default none]."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -57,9 +66,12 @@ def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def chat_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The request options shared by the commands that send a chat prompt."""
+    from assisters.models import complete_model  # standard library only: start-up stays fast
+
     options = [
         click.argument("prompt", nargs=-1),
-        click.option("-m", "--model", help="Model name [env ASSISTERS_MODEL; default llama-3.1-8b]."),
+        click.option("-m", "--model", shell_complete=complete_model,
+                     help="Model name [env ASSISTERS_MODEL; default llama-3.1-8b]."),
         click.option("-s", "--system", metavar="TEXT", help="System prompt."),
         click.option("-t", "--temperature", type=float, help="Sampling temperature."),
         click.option("--max-tokens", type=click.IntRange(min=1), help="Most tokens to generate."),
@@ -85,8 +97,16 @@ def settings_from(params: dict[str, Any]) -> Settings:
         api_key=params.get("api_key"),
         timeout=params.get("timeout"),
         connect_timeout=params.get("connect_timeout"),
+        first_byte_timeout=params.get("first_byte_timeout"),
+        idle_timeout=params.get("idle_timeout"),
+        total_timeout=params.get("total_timeout"),
         stream_usage=params.get("stream_usage"),
         profile=params.get("profile"),
+        max_retries=params.get("max_retries"),
+        max_retry_wait=params.get("max_retry_wait"),
+        max_total_wait=params.get("max_total_wait"),
+        resume=params.get("resume"),
+        max_resumes=params.get("max_resumes"),
     )
     return load_settings(flags, os.environ)
 
@@ -148,6 +168,20 @@ def prepare_chat(params: dict[str, Any], *, stream: bool = True, usage_shown: bo
                    "reasoning) instead of the text.")
 @click.option("-u", "--usage", "show_usage", is_flag=True,
               help="At the end, print tokens, time to first token and speed on stderr.")
+@click.option("--max-retries", type=click.IntRange(0, 100), metavar="N",
+              help="Retries before any text is shown (connect errors, timeouts, 408, 409, 429, 5xx) "
+                   "[env ASSISTERS_MAX_RETRIES; default 2].")
+@click.option("--max-retry-wait", type=SECONDS, metavar="S",
+              help="Longest single wait, ours or the server's Retry-After [env ASSISTERS_MAX_RETRY_WAIT; "
+                   "default 60].")
+@click.option("--max-total-wait", type=SECONDS, metavar="S",
+              help="Longest time spent waiting to retry in all [env ASSISTERS_MAX_TOTAL_WAIT; default 120].")
+@click.option("--resume/--no-resume", default=None,
+              help="When the stream breaks after text was shown, ask the server to continue it "
+                   "[env ASSISTERS_RESUME; default off].")
+@click.option("--max-resumes", type=click.IntRange(0, 100), metavar="N",
+              help="Most resumed requests [env ASSISTERS_MAX_RESUMES; default 3].")
+@click.option("-q", "--quiet", is_flag=True, help="No retry or resume notices on stderr.")
 @save_option
 def chat(**params: Any) -> None:
     """Send PROMPT and stream the answer to stdout.
@@ -163,15 +197,17 @@ def chat(**params: Any) -> None:
       assisters chat --json "hi" | jq -r .usage.total_tokens
       assisters chat --base-url local "no account needed"
     """
+    from assisters.retry import RetryPolicy
     from assisters.runner import live, local_server, render_chat
     from assisters.stream import chat_request
 
     settings, body, streams = prepare_chat(
         params, stream=not params["no_stream"], usage_shown=params["show_usage"] or params["as_json"])
     with local_server(settings) as settings:
-        request = chat_request(settings, body)
-        render_chat(live(settings, request, "chat", streams, save=params["save"]), streams,
-                    as_json=params["as_json"], show_usage=params["show_usage"])
+        opener = live(settings, chat_request(settings, body), "chat", streams, save=params["save"])
+        render_chat(opener, streams, as_json=params["as_json"], show_usage=params["show_usage"],
+                    policy=RetryPolicy.from_settings(settings), watch=opener.watch, request_body=body,
+                    quiet=params["quiet"])
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
@@ -310,7 +346,12 @@ def replay(**params: Any) -> None:
 @click.option("--retry-after", type=click.FloatRange(min=0), metavar="S",
               help="Send Retry-After with the failure.")
 @click.option("--drop-after", type=click.IntRange(min=0), metavar="N",
-              help="Cut the connection after N content chunks.")
+              help="Cut the connection after N content chunks ...")
+@click.option("--drop-after-bytes", type=click.IntRange(min=0), metavar="B",
+              help="... or after exactly B bytes of the SSE body ...")
+@click.option("--drop-times", default=1, show_default=True, type=click.IntRange(min=0), metavar="K",
+              help="... in the first K streams (0: all).")
+@click.option("--reset", is_flag=True, help="Cut with a TCP reset instead of a clean close.")
 @click.option("--stall-after", type=click.IntRange(min=0), metavar="N", help="Pause after N chunks ...")
 @click.option("--stall-seconds", default=0.0, type=click.FloatRange(min=0), metavar="S",
               help="... for S seconds.")
@@ -318,6 +359,12 @@ def replay(**params: Any) -> None:
               help="Send content chunk N as invalid JSON.")
 @click.option("--first-token-delay-ms", default=0.0, type=click.FloatRange(min=0), metavar="MS",
               help="Pause before the first chunk.")
+@click.option("--head-delay", default=0.0, type=click.FloatRange(0, 86400), metavar="S",
+              help="Pause before the response head.")
+@click.option("--drip-ms", type=click.FloatRange(0, 60000), metavar="MS",
+              help="Send the stream one byte per chunk, MS apart.")
+@click.option("--echo-prefix", is_flag=True,
+              help="Continuing an assistant message: send its text again first.")
 @click.option("-v", "--verbose", is_flag=True, help="Log one line per request on stderr.")
 def serve(**params: Any) -> None:
     """Run a local OpenAI-compatible server (models: echo, lorem) with fault injection.
@@ -338,7 +385,10 @@ def serve(**params: Any) -> None:
 
         if looks_like_recording(Path(replay_file).read_bytes()):
             load_recording(Path(replay_file))  # a damaged recording is refused now, not per request
-    options = ServeOptions(replay=Path(replay_file) if replay_file else None, **params)
+    try:
+        options = ServeOptions(replay=Path(replay_file) if replay_file else None, **params)
+    except ValueError as exc:  # what click's ranges let through: nan
+        raise click.UsageError(str(exc)) from None
     try:
         server = ChatServer(options)
     except OSError as exc:
@@ -355,6 +405,49 @@ def serve(**params: Any) -> None:
 
 def _stop_serving(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.option("--json", "as_json", is_flag=True, help="Print the server's list object as one line of JSON.")
+@connection_options
+def models(**params: Any) -> None:
+    """List the server's models (GET /models), one id per line.
+
+    The ids keep the server's order. Each run also refreshes the cache that
+    completing --model reads (one file per base URL in $XDG_CACHE_HOME/assisters,
+    default ~/.cache/assisters); completion itself never uses the network.
+
+    \b
+    Examples:
+      assisters models
+      assisters models --json | jq -r '.data[].owned_by'
+      assisters models --base-url local
+    """
+    from assisters.models import list_models
+
+    streams = system_streams(os.environ)
+    settings = settings_from(params)
+    warn_insecure(settings, streams)
+    list_models(settings, streams, os.environ, as_json=params["as_json"])
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]), metavar="SHELL")
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL (bash, zsh or fish).
+
+    The script runs assisters again to find the completions, so it stays right
+    when commands change. The same scripts are in completions/ in the source tree.
+
+    \b
+    Examples:
+      source <(assisters completion bash)       # bash, e.g. in ~/.bashrc
+      assisters completion zsh > ~/.zfunc/_assisters       # zsh: a directory in $fpath
+      assisters completion fish > ~/.config/fish/completions/assisters.fish
+    """
+    from assisters.completion_script import completion_script
+
+    click.echo(completion_script(cli, shell).encode("utf-8"), nl=False)
 
 
 def main(argv: list[str] | None = None) -> None:

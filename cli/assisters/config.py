@@ -8,7 +8,17 @@ The config file is TOML, by default ``$XDG_CONFIG_HOME/assisters/config.toml``
 (``~/.config/assisters/config.toml``). Top-level keys apply to every profile;
 ``[profiles.NAME]`` tables override them; ``profile = "NAME"`` at the top picks
 the default profile. Keys: ``base_url``, ``model``, ``api_key``,
-``api_key_command``, ``timeout``, ``connect_timeout``, ``stream_usage``.
+``api_key_command``, ``connect_timeout``, ``first_byte_timeout``, ``idle_timeout``
+(``timeout`` is its older name), ``total_timeout``, ``stream_usage``,
+``max_retries``, ``max_retry_wait``, ``max_total_wait``, ``resume``,
+``max_resumes`` and ``resume_body`` (a table of extra body fields sent with a
+resumed request).
+
+Timeout defaults, chosen for slow reasoning models: connect 10 s (a reachable
+server accepts in milliseconds); first byte 300 s (a model may think for minutes
+before its first event when it hides its reasoning); idle 120 s (once a stream
+has started, servers send tokens or keep-alive comments far more often, so two
+minutes of silence is a dead connection or a stuck proxy); no total limit.
 
 The key is held in a :class:`Secret`, whose ``repr`` and ``str`` never show it,
 so it cannot leak into an error message or a traceback by accident.
@@ -37,7 +47,14 @@ DEFAULT_BASE_URL = "https://api.assisters.dev/v1"
 LOCAL_BASE_URL = "local"  # the built-in server, started for the duration of a command
 DEFAULT_MODEL = "llama-3.1-8b"
 DEFAULT_CONNECT_TIMEOUT = 10.0
-DEFAULT_READ_TIMEOUT = 300.0
+DEFAULT_FIRST_BYTE_TIMEOUT = 300.0
+DEFAULT_IDLE_TIMEOUT = 120.0
+DEFAULT_MAX_RETRIES = 2
+DEFAULT_MAX_RETRY_WAIT = 60.0  # the longest single backoff or Retry-After we accept
+DEFAULT_MAX_TOTAL_WAIT = 120.0  # all backoff sleeps of one run together
+DEFAULT_MAX_RESUMES = 3
+# vLLM's names; llama.cpp continues a final assistant message without them.
+DEFAULT_RESUME_BODY: dict[str, Any] = {"continue_final_message": True, "add_generation_prompt": False}
 KEY_COMMAND_TIMEOUT = 30.0
 MAX_TIMEOUT = 86400.0 * 7  # also rejects inf and nan, which socket timeouts refuse
 
@@ -48,7 +65,16 @@ _KNOWN_KEYS = {
     "api_key_command",
     "timeout",
     "connect_timeout",
+    "first_byte_timeout",
+    "idle_timeout",
+    "total_timeout",
     "stream_usage",
+    "max_retries",
+    "max_retry_wait",
+    "max_total_wait",
+    "resume",
+    "max_resumes",
+    "resume_body",
 }
 
 
@@ -78,9 +104,17 @@ class Settings:
     model: str
     api_key: Secret | None
     connect_timeout: float
-    read_timeout: float
+    idle_timeout: float
     stream_usage: bool | None  # None: ask for usage only when it will be shown
     profile: str | None = None
+    first_byte_timeout: float = DEFAULT_FIRST_BYTE_TIMEOUT
+    total_timeout: float | None = None
+    max_retries: int = DEFAULT_MAX_RETRIES
+    max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT
+    max_total_wait: float = DEFAULT_MAX_TOTAL_WAIT
+    resume: bool = False
+    max_resumes: int = DEFAULT_MAX_RESUMES
+    resume_body: Mapping[str, Any] = dataclasses.field(default_factory=lambda: dict(DEFAULT_RESUME_BODY))
 
     def url(self, path: str) -> str:
         """An endpoint under the base URL (``chat/completions``, ``/models``)."""
@@ -94,10 +128,18 @@ class Overrides:
     base_url: str | None = None
     model: str | None = None
     api_key: str | None = None
-    timeout: float | None = None
+    timeout: float | None = None  # the idle timeout's older name
     connect_timeout: float | None = None
+    first_byte_timeout: float | None = None
+    idle_timeout: float | None = None
+    total_timeout: float | None = None
     stream_usage: bool | None = None
     profile: str | None = None
+    max_retries: int | None = None
+    max_retry_wait: float | None = None
+    max_total_wait: float | None = None
+    resume: bool | None = None
+    max_resumes: int | None = None
 
 
 def config_path(environ: Mapping[str, str]) -> Path:
@@ -128,11 +170,29 @@ def load_settings(flags: Overrides, environ: Mapping[str, str], *, need_key: boo
         base_url=base_url,
         model=str(pick(flags.model, "ASSISTERS_MODEL", key="model", default=DEFAULT_MODEL)),
         api_key=None,
-        read_timeout=_seconds(pick(flags.timeout, "ASSISTERS_TIMEOUT", key="timeout",
-                                   default=DEFAULT_READ_TIMEOUT), "timeout", path),
+        idle_timeout=_seconds(pick(_first(flags.idle_timeout, flags.timeout), "ASSISTERS_IDLE_TIMEOUT",
+                                   "ASSISTERS_TIMEOUT", key="idle_timeout",
+                                   default=profile.get("timeout", DEFAULT_IDLE_TIMEOUT)),
+                              "idle_timeout", path),
         connect_timeout=_seconds(pick(flags.connect_timeout, "ASSISTERS_CONNECT_TIMEOUT",
                                       key="connect_timeout", default=DEFAULT_CONNECT_TIMEOUT),
                                  "connect_timeout", path),
+        first_byte_timeout=_seconds(pick(flags.first_byte_timeout, "ASSISTERS_FIRST_BYTE_TIMEOUT",
+                                         key="first_byte_timeout", default=DEFAULT_FIRST_BYTE_TIMEOUT),
+                                    "first_byte_timeout", path),
+        total_timeout=_optional_seconds(pick(flags.total_timeout, "ASSISTERS_TOTAL_TIMEOUT",
+                                             key="total_timeout"), "total_timeout", path),
+        max_retries=_count(pick(flags.max_retries, "ASSISTERS_MAX_RETRIES", key="max_retries",
+                                default=DEFAULT_MAX_RETRIES), "max_retries", path),
+        max_retry_wait=_seconds(pick(flags.max_retry_wait, "ASSISTERS_MAX_RETRY_WAIT", key="max_retry_wait",
+                                     default=DEFAULT_MAX_RETRY_WAIT), "max_retry_wait", path),
+        max_total_wait=_seconds(pick(flags.max_total_wait, "ASSISTERS_MAX_TOTAL_WAIT", key="max_total_wait",
+                                     default=DEFAULT_MAX_TOTAL_WAIT), "max_total_wait", path),
+        resume=bool(_flag(pick(flags.resume, "ASSISTERS_RESUME", key="resume", default=False),
+                          "resume", path)),
+        max_resumes=_count(pick(flags.max_resumes, "ASSISTERS_MAX_RESUMES", key="max_resumes",
+                                default=DEFAULT_MAX_RESUMES), "max_resumes", path),
+        resume_body=_table(profile.get("resume_body", DEFAULT_RESUME_BODY), "resume_body", path),
         stream_usage=_flag(pick(flags.stream_usage, "ASSISTERS_STREAM_USAGE", key="stream_usage"),
                            "stream_usage", path),
         profile=profile_name,
@@ -230,6 +290,34 @@ def _seconds(value: Any, name: str, path: Path) -> float:
             f"{name} must be more than 0 and at most {MAX_TIMEOUT:g} seconds, not {value!r} ({path})"
         )
     return seconds
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def _optional_seconds(value: Any, name: str, path: Path) -> float | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "0", "none", "off")):
+        return None
+    return _seconds(value, name, path)
+
+
+def _count(value: Any, name: str, path: Path) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ConfigError(f"{name} must be a whole number from 0 to 100, not {value!r} ({path})")
+    try:
+        count = int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number from 0 to 100, not {value!r} ({path})") from None
+    if not 0 <= count <= 100:
+        raise ConfigError(f"{name} must be a whole number from 0 to 100, not {value!r} ({path})")
+    return count
+
+
+def _table(value: Any, name: str, path: Path) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name} must be a table of body fields, e.g. {name} = {{}} ({path})")
+    return dict(value)
 
 
 def _flag(value: Any, name: str, path: Path) -> bool | None:

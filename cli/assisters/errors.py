@@ -38,13 +38,20 @@ class ExitStatus(IntEnum):
 
 
 class AssistersError(Exception):
-    """A failure with a one-line message for the user and an exit status."""
+    """A failure with a one-line message for the user and an exit status.
+
+    ``retryable`` says whether sending the same request again may succeed (when
+    nothing of the answer has been shown yet); ``retry_after`` is the server's
+    own wait in seconds, when it gave one.
+    """
 
     status: ExitStatus = ExitStatus.INTERNAL
+    retryable: bool = False
 
     def __init__(self, message: str, status: ExitStatus | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.retry_after: float | None = None
         if status is not None:
             self.status = status
 
@@ -64,7 +71,18 @@ class ProtocolError(AssistersError):
 
 
 class TemporaryError(AssistersError):
+    """A connection failure or a timeout: trying again may work."""
+
     status = ExitStatus.TEMPORARY
+    retryable = True
+
+
+class TimeoutFailure(TemporaryError):
+    """One of the timeouts fired; the message names it, its value and how to raise it."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class IncompleteStream(TemporaryError):
@@ -77,6 +95,7 @@ class HTTPStatusError(AssistersError):
     def __init__(self, http_status: int, message: str) -> None:
         super().__init__(message, status_for_http(http_status))
         self.http_status = http_status
+        self.retryable = http_status in RETRYABLE_HTTP
 
 
 class StreamError(AssistersError):
@@ -85,6 +104,12 @@ class StreamError(AssistersError):
     def __init__(self, message: str, http_status: int | None = None) -> None:
         status = status_for_http(http_status) if http_status else ExitStatus.SERVER
         super().__init__(message, status)
+        self.retryable = http_status in RETRYABLE_HTTP
+
+
+# Worth sending again: timeouts, conflicts, rate limits and overloaded or restarting
+# servers. 400, 401, 403, 404, 413 and 422 would fail the same way every time.
+RETRYABLE_HTTP = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
 def status_for_http(code: int) -> ExitStatus:

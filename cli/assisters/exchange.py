@@ -19,6 +19,7 @@ from typing import Protocol
 import httpx
 
 from assisters.client import Timing, transport_error
+from assisters.deadline import Watchdog
 from assisters.errors import AssistersError, ProtocolError
 
 ACCEPT_ENCODING = "gzip, deflate"  # only what BodyDecoder can undo
@@ -84,11 +85,12 @@ class LiveExchange:
     """An httpx streamed response; transport errors become :class:`AssistersError`."""
 
     def __init__(self, response: httpx.Response, url: str, timing: Timing,
-                 recorder: Recorder | None) -> None:
+                 recorder: Recorder | None, watch: Watchdog | None = None) -> None:
         self._response = response
         self._url = url
         self._timing = timing
         self._recorder = recorder
+        self._watch = watch or Watchdog(first_byte=1.0, idle=1.0)  # unarmed: never fires
         self.recorded_ms: float | None = None
         self.head = ResponseHead(
             status=response.status_code,
@@ -99,15 +101,25 @@ class LiveExchange:
 
     def reads(self) -> Iterator[bytes]:
         recorder = self._recorder
+        watch = self._watch
         try:
+            watch.begin_wait()
             for data in self._response.iter_raw():
+                watch.end_wait()
                 if self._timing.first_byte is None:
                     self._timing.first_byte = time.perf_counter()
                 if recorder is not None:
                     recorder.read(data)
                 yield data
+                watch.begin_wait()
         except httpx.HTTPError as exc:
             raise _failure(exc, self._url, recorder) from None
+        except AssistersError as exc:  # a timeout from the watchdog
+            if recorder is not None:
+                recorder.error(exc)
+            raise
+        finally:
+            watch.stop_waiting()
 
 
 def _failure(exc: httpx.HTTPError, url: str, recorder: Recorder | None) -> AssistersError:
@@ -125,26 +137,39 @@ def open_exchange(
     *,
     timing: Timing,
     recorder: Recorder | None = None,
+    watch: Watchdog | None = None,
 ) -> Iterator[LiveExchange]:
     """Send ``request`` and yield the streamed exchange; the connection is closed
-    on every way out (end of body, an error, a broken pipe, Ctrl-C)."""
+    on every way out (end of body, an error, a timeout, a broken pipe, Ctrl-C)."""
     if recorder is not None:
         recorder.request(with_client_headers(client, request))
+    responded = False
     try:
+        if watch is not None:
+            watch.new_attempt()
         with client.stream(request.method, request.url, content=request.body,
                            headers=request.headers) as response:
+            responded = True
+            if watch is not None:
+                watch.stop_waiting()
             timing.headers = time.perf_counter()
-            exchange = LiveExchange(response, request.url, timing, recorder)
+            exchange = LiveExchange(response, request.url, timing, recorder, watch)
             if recorder is not None:
                 recorder.response(exchange.head)
             yield exchange
     except httpx.HTTPError as exc:
         raise _failure(exc, request.url, recorder) from None
+    except AssistersError as exc:
+        if recorder is not None and not responded:  # a timeout before the response head
+            recorder.error(exc)
+        raise
     except KeyboardInterrupt:
         if recorder is not None:
             recorder.interrupted()
         raise
     finally:
+        if watch is not None:
+            watch.stop_waiting()
         if recorder is not None:
             recorder.end()
 

@@ -13,15 +13,18 @@ from pathlib import Path
 
 from assisters.client import Timing, make_client
 from assisters.config import LOCAL_BASE_URL, Settings
+from assisters.deadline import Watchdog
 from assisters.debug import EventPrinter, consume_debug, describe_request, describe_response
 from assisters.exchange import Exchange, OutgoingRequest, open_exchange, with_client_headers
 from assisters.raw import consume_raw
 from assisters.recording import ReplayExchange, load_recording, recorder_for
+from assisters.retry import RetryPolicy, run_chat
 from assisters.sinks import JsonSink, TextSink, usage_line
-from assisters.stream import consume_chat
 from assisters.terminal import Streams
 
-ExchangeOpener = Callable[[Timing], AbstractContextManager[Exchange]]
+# Opens one attempt: the timing to fill in, and a replacement request body (a
+# resumed request) or None for the request's own.
+ExchangeOpener = Callable[[Timing, "bytes | None"], AbstractContextManager[Exchange]]
 
 
 @contextmanager
@@ -36,59 +39,94 @@ def local_server(settings: Settings) -> Iterator[Settings]:
         yield dataclasses.replace(settings, base_url=server.base_url)
 
 
-def live(settings: Settings, request: OutgoingRequest, command: str, streams: Streams, *,
-         save: str | None = None, verbose: bool = False) -> ExchangeOpener:
-    """How to open the real exchange: client, optional recording, optional ``-v`` dump."""
+class LiveOpener:
+    """How to open the real exchange: client, timeouts, optional recording, optional ``-v`` dump.
+
+    One per command run; each call is one attempt. With ``--save`` the file holds
+    the last attempt.
+    """
+
+    def __init__(self, settings: Settings, request: OutgoingRequest, command: str, streams: Streams, *,
+                 save: str | None = None, verbose: bool = False) -> None:
+        self.settings = settings
+        self.request = request
+        self.command = command
+        self.streams = streams
+        self.save = save
+        self.verbose = verbose
+        self.watch = Watchdog(first_byte=settings.first_byte_timeout, idle=settings.idle_timeout,
+                              total=settings.total_timeout)
 
     @contextmanager
-    def opener(timing: Timing) -> Iterator[Exchange]:
+    def __call__(self, timing: Timing, body: bytes | None = None) -> Iterator[Exchange]:
+        settings, streams = self.settings, self.streams
+        request = self.request if body is None else dataclasses.replace(self.request, body=body)
         secrets = [settings.api_key.reveal()] if settings.api_key else []
-        with recorder_for(save, command, secrets) as recorder, make_client(settings) as client:
-            if verbose:
+        with self.watch, recorder_for(self.save, self.command, secrets) as recorder, \
+                make_client(settings) as client:
+            if self.verbose:
                 streams.warn(describe_request(with_client_headers(client, request)))
-            with open_exchange(client, request, timing=timing, recorder=recorder) as exchange:
-                if verbose:
+            with open_exchange(client, request, timing=timing, recorder=recorder,
+                               watch=self.watch) as exchange:
+                if self.verbose:
                     streams.warn(describe_response(exchange.head))
                 yield exchange
 
-    return opener
+
+def live(settings: Settings, request: OutgoingRequest, command: str, streams: Streams, *,
+         save: str | None = None, verbose: bool = False) -> LiveOpener:
+    return LiveOpener(settings, request, command, streams, save=save, verbose=verbose)
 
 
 def replayed(path: Path, *, realtime: bool) -> ExchangeOpener:
     recording = load_recording(path)
-    return lambda timing: nullcontext(ReplayExchange(recording, realtime=realtime))
+    return lambda timing, body=None: nullcontext(ReplayExchange(recording, realtime=realtime))
 
 
 def render_chat(open_exchange: ExchangeOpener, streams: Streams, *, as_json: bool = False,
-                show_usage: bool = False) -> None:
+                show_usage: bool = False, policy: RetryPolicy | None = None, watch: Watchdog | None = None,
+                request_body: bytes | None = None, quiet: bool = False) -> None:
     """``chat``: the answer to stdout as it arrives, warnings and usage to stderr.
 
     Text already written stays written when the stream fails; the exception
-    then carries the exit status.
+    then carries the exit status. ``request_body`` is what a resumed request
+    extends; ``quiet`` silences the retry and resume notices.
     """
     sink = JsonSink(streams) if as_json else TextSink(streams)
     timing = Timing()
+    notify = (lambda line: None) if quiet else streams.warn
     try:
-        with open_exchange(timing) as exchange:
-            result = consume_chat(exchange, sink, timing)
+        result = run_chat(open_exchange, sink, body=request_body, policy=policy or RetryPolicy(max_retries=0),
+                          notify=notify, timing=timing, watch=watch, stdout_fd=_fileno(streams.stdout))
     finally:
         sink.close()
     if as_json:
-        sink.write(result.answer.completion_object())
+        completion = result.answer.completion_object()
+        if result.resumed_prefix and completion["choices"]:
+            message = completion["choices"][0]["message"]
+            message["content"] = result.resumed_prefix + (message.get("content") or "")
+        sink.write(completion)
     for warning in result.warnings:
         streams.warn(warning)
     if show_usage:
         streams.warn(usage_line(result))
 
 
+def _fileno(stream: object) -> int | None:
+    try:
+        return stream.fileno()  # type: ignore[attr-defined, no-any-return]
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 def render_debug(open_exchange: ExchangeOpener, streams: Streams, *, pretty: bool = False,
                  comments: bool = False) -> None:
     printer = EventPrinter(streams, pretty=pretty, comments=comments)
     timing = Timing()
-    with open_exchange(timing) as exchange:
+    with open_exchange(timing, None) as exchange:
         consume_debug(exchange, printer, timing, streams)
 
 
 def render_raw(open_exchange: ExchangeOpener, streams: Streams, *, events: bool = False) -> None:
-    with open_exchange(Timing()) as exchange:
+    with open_exchange(Timing(), None) as exchange:
         consume_raw(exchange, streams.stdout, events=events)

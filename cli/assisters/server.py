@@ -10,6 +10,9 @@ produced on demand. The server answers what a chat client needs (``GET /v1/model
   whitespace, so the concatenated deltas reproduce the message byte for byte;
 * ``lorem`` writes deterministic lorem-ipsum text paced at ``tokens_per_second``.
 
+Both continue a final assistant message (a resumed answer) instead of starting over;
+see :func:`continued`.
+
 Faults are chosen with :class:`ServeOptions`. Standard library only (plus orjson, a
 project dependency) and nothing from click, so tests and ``assisters serve`` share it.
 """
@@ -18,10 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
+import os
 import random
 import re
 import socket
 import socketserver
+import struct
 import sys
 import threading
 import time
@@ -68,6 +74,9 @@ class ServeOptions:
 
     Streaming faults count *content* chunks (one token of one choice each), not the
     role, finish or usage chunks, so ``drop_after=3`` means "three tokens got through".
+    ``drop_after_bytes`` counts bytes of the SSE body instead (before chunked framing).
+    Both cut only the first ``drop_times`` streaming chat requests (0: every one), so
+    a client that resumes gets a complete answer on its next request.
     """
 
     host: str = "127.0.0.1"
@@ -77,10 +86,16 @@ class ServeOptions:
     fail_times: int = 1  # ... for the first K chat requests (then normal); 0 = forever
     retry_after: float | None = None  # send Retry-After: S with the injected failure
     drop_after: int | None = None  # streaming: cut the connection after N content chunks
+    drop_after_bytes: int | None = None  # streaming: cut after exactly B body bytes
+    drop_times: int = 1  # the drops apply to the first K streaming requests; 0 = all
+    reset: bool = False  # drop with a TCP RST ("connection reset") instead of a FIN
     stall_after: int | None = None  # streaming: after N content chunks, pause ...
     stall_seconds: float = 0.0  # ... this long, then continue
     malformed_at: int | None = None  # streaming: the Nth content chunk (1-based) is not JSON
     first_token_delay_ms: float = 0.0  # pause before the first chunk
+    head_delay: float = 0.0  # seconds to wait before the response head of a chat request
+    drip_ms: float | None = None  # streaming: one body byte per HTTP chunk, MS apart
+    echo_prefix: bool = False  # continuing: send the given prefix again before the rest
     replay: Path | None = None  # answer every chat request with a recording (or raw SSE bytes)
     default_model: str | None = None  # serve unknown model names with this model
     verbose: bool = False  # one stderr line per request: method, path, status
@@ -102,10 +117,14 @@ def _option_problems(o: ServeOptions) -> list[str]:
         "fail_times must be >= 0": o.fail_times >= 0,
         "retry_after must be >= 0": o.retry_after is None or o.retry_after >= 0,
         "drop_after must be >= 0": o.drop_after is None or o.drop_after >= 0,
+        "drop_after_bytes must be >= 0": o.drop_after_bytes is None or o.drop_after_bytes >= 0,
+        "drop_times must be >= 0": o.drop_times >= 0,
         "stall_after must be >= 0": o.stall_after is None or o.stall_after >= 0,
         "stall_seconds must be >= 0": o.stall_seconds >= 0,
         "malformed_at must be >= 1": o.malformed_at is None or o.malformed_at >= 1,
         "first_token_delay_ms must be >= 0": o.first_token_delay_ms >= 0,
+        "head_delay must be a finite number >= 0": 0 <= o.head_delay < math.inf,
+        "drip_ms must be a finite number >= 0": o.drip_ms is None or 0 <= o.drip_ms < math.inf,
     }
     return [message for message, ok in checks.items() if not ok]
 
@@ -214,6 +233,7 @@ class ChatRequest:
     seed: int = 0
     stream: bool = False
     include_usage: bool = False
+    prefix: str | None = None  # the final assistant message to continue, if any
 
 
 def parse_chat_request(body: bytes, default_model: str | None = None) -> ChatRequest:
@@ -234,7 +254,25 @@ def parse_chat_request(body: bytes, default_model: str | None = None) -> ChatReq
         seed=_int_field(data, "seed", 0, None, None) or 0,
         stream=_bool_field(data, "stream"),
         include_usage=_include_usage(data),
+        prefix=_prefix_of(data, messages),
     )
+
+
+def _prefix_of(data: dict[str, Any], messages: list[dict[str, Any]]) -> str | None:
+    """The text of a final assistant message the answer must continue, else None.
+
+    vLLM continues it with ``continue_final_message: true`` (and refuses that together
+    with ``add_generation_prompt: true``); llama.cpp continues it without being asked.
+    So a final assistant message is continued unless ``continue_final_message`` is
+    explicitly false, in which case it is answered like any conversation.
+    """
+    continue_final = _optional_bool(data, "continue_final_message")
+    if continue_final and _optional_bool(data, "add_generation_prompt"):
+        message = "Cannot set both `continue_final_message` and `add_generation_prompt` to True."
+        raise ApiError(400, message, param="continue_final_message")
+    if continue_final is False or messages[-1].get("role") != "assistant":
+        return None
+    return message_text(messages[-1])
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
@@ -292,10 +330,12 @@ def _int_field(
 
 
 def _bool_field(data: dict[str, Any], name: str) -> bool:
+    return bool(_optional_bool(data, name))
+
+
+def _optional_bool(data: dict[str, Any], name: str) -> bool | None:
     value = data.get(name)
-    if value is None:
-        return False
-    if not isinstance(value, bool):
+    if value is not None and not isinstance(value, bool):
         raise ApiError(400, f"Invalid type for '{name}': expected a boolean.", param=name)
     return value
 
@@ -338,8 +378,39 @@ def _prompt_tokens(messages: list[dict[str, Any]]) -> int:
     return sum(len(message_text(m).split()) for m in messages)
 
 
-def _choice_plan(request: ChatRequest, index: int) -> tuple[Iterator[str], str]:
+@dataclass
+class _Plan:
+    """What one choice will send: its tokens and the finish_reason it ends with.
+
+    ``echoed`` is how many of the first tokens only repeat the prefix (``echo_prefix``):
+    they are not generated, so they are neither paced nor counted as completion tokens.
+    """
+
+    tokens: Iterator[str]
+    finish: str
+    echoed: int = 0
+
+
+def _choice_plan(request: ChatRequest, index: int, echo_prefix: bool = False) -> _Plan:
     """The tokens of one choice and the finish_reason it will end with."""
+    tokens, finish = _full_answer(request, index)
+    if request.prefix is None:
+        return _Plan(tokens, finish)
+    rest = continued(tokens, len(request.prefix))
+    if not echo_prefix:
+        return _Plan(rest, finish)
+    again = echo_tokens(request.prefix)
+    return _Plan(itertools.chain(again, rest), finish, len(again))
+
+
+def _full_answer(request: ChatRequest, index: int) -> tuple[Iterator[str], str]:
+    """The whole answer to the conversation, as if no final assistant message were there.
+
+    ``echo`` repeats the last *user* message; ``lorem`` depends only on ``seed`` and the
+    choice index, never on the messages, so a resumed request gets the same text.
+    ``max_tokens`` limits this whole answer, prefix included, so that a resumed answer
+    ends exactly where the uninterrupted one would have.
+    """
     if request.model == "echo":
         tokens = echo_tokens(_last_user_text(request.messages))
         if request.limit is not None and len(tokens) > request.limit:
@@ -349,6 +420,26 @@ def _choice_plan(request: ChatRequest, index: int) -> tuple[Iterator[str], str]:
     if request.limit is None:
         return itertools.islice(words, LOREM_DEFAULT_TOKENS), "stop"
     return itertools.islice(words, request.limit), "length"
+
+
+def continued(tokens: Iterator[str], skip: int) -> Iterator[str]:
+    """The tokens of a full answer after its first ``skip`` characters (code points).
+
+    This is how a final assistant message (the prefix) is continued: the answer goes on
+    after ``len(prefix)`` characters of the full answer. If the prefix ends inside a
+    token, the first token sent is the rest of that token. An empty prefix gives the
+    whole answer; one at least as long as the answer leaves nothing to send (the
+    finish_reason is still the full answer's). The prefix is trusted for its length
+    only: if it is not a prefix of the full answer (a client that mangled its text),
+    the answer still goes on after that many characters, so prefix + continuation has
+    the full answer's length and the mismatch stays visible.
+    """
+    for token in tokens:
+        if skip <= 0:
+            yield token
+        elif skip < len(token):
+            yield token[skip:]
+        skip -= len(token)
 
 
 def _rounds(choices: list[Iterator[str]]) -> Iterator[list[tuple[int, str]]]:
@@ -434,12 +525,18 @@ class _EventStream:
     content chunks that pass through here.
     """
 
-    def __init__(self, handler: ChatRequestHandler) -> None:
+    def __init__(self, handler: ChatRequestHandler, may_drop: bool = True) -> None:
         self._handler = handler
         self._chat = handler.chat
         self._options = handler.chat.options
+        self._may_drop = may_drop  # drop_after and drop_after_bytes apply to this stream
         self.content_sent = 0
+        self.body_sent = 0  # SSE bytes, not counting the chunked framing
         self._stalled = False
+
+    @property
+    def options(self) -> ServeOptions:
+        return self._options
 
     def open(self, status: int = 200, reason: str | None = None,
              headers: list[tuple[str, str]] | None = None) -> None:
@@ -452,10 +549,42 @@ class _EventStream:
             handler.send_header(name, value)
         handler.send_header("Transfer-Encoding", "chunked")
         self._guarded(handler.end_headers)
+        if self._byte_budget() == 0:
+            self._drop()
 
     def write(self, data: bytes) -> None:
-        """Send ``data`` as one HTTP chunk (the wfile is unbuffered: it goes out now)."""
-        self._guarded(self._handler.wfile.write, b"%x\r\n%s\r\n" % (len(data), data))
+        """Send ``data`` as one HTTP chunk (the wfile is unbuffered: it goes out now).
+
+        With ``drip_ms`` each byte is a chunk of its own, ``drip_ms`` apart; with
+        ``drop_after_bytes`` the connection is cut once exactly that many body bytes
+        are out, even in the middle of ``data``.
+        """
+        budget = self._byte_budget()
+        cut = budget is not None and len(data) >= budget
+        if budget is not None:
+            data = data[:budget]
+        drip = self._options.drip_ms
+        if drip is None:
+            self._send(data)
+        else:
+            for i in range(len(data)):
+                if self.body_sent:
+                    self.pause(drip / 1000)
+                self._send(data[i : i + 1])
+        if cut:
+            self._drop()
+
+    def _send(self, data: bytes) -> None:
+        if data:  # an empty chunk would end the body
+            self._guarded(self._handler.wfile.write, b"%x\r\n%s\r\n" % (len(data), data))
+            self.body_sent += len(data)
+
+    def _byte_budget(self) -> int | None:
+        """How many more body bytes may go out before the cut, if one is due."""
+        limit = self._options.drop_after_bytes
+        if limit is None or not self._may_drop:
+            return None
+        return max(limit - self.body_sent, 0)
 
     def event(self, payload: dict[str, Any]) -> None:
         self.write(b"data: " + orjson.dumps(payload) + b"\n\n")
@@ -476,7 +605,8 @@ class _EventStream:
         if stall_after is not None and not self._stalled and self.content_sent >= stall_after:
             self._stalled = True
             self.pause(options.stall_seconds)
-        if options.drop_after is not None and self.content_sent >= options.drop_after:
+        drop_after = options.drop_after
+        if drop_after is not None and self._may_drop and self.content_sent >= drop_after:
             self._drop()
 
     def pause(self, seconds: float) -> None:
@@ -495,10 +625,35 @@ class _EventStream:
 
     def _drop(self) -> NoReturn:
         # A FIN without the terminating chunk: the client sees a truncated chunked body.
+        # With ``reset``, an RST instead: the client sees "connection reset by peer".
         self._handler.close_connection = True
+        connection = self._handler.connection
         with contextlib.suppress(OSError):
-            self._handler.connection.shutdown(socket.SHUT_RDWR)
+            if self._options.reset:
+                self._wait_sent(connection)
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                # close() would wait for the handler's file objects; detach and close the
+                # descriptor now. The socket object is left closed, so nothing reuses it.
+                os.close(connection.detach())
+            else:
+                connection.shutdown(socket.SHUT_RDWR)
         raise _StreamAborted
+
+    def _wait_sent(self, connection: socket.socket, limit: float = 1.0) -> None:
+        """Give the bytes already written a moment to leave: an RST discards the rest."""
+        try:  # Linux and the BSDs; elsewhere, no wait
+            import fcntl
+            import termios
+
+            outq = termios.TIOCOUTQ
+        except (ImportError, AttributeError):
+            return
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline and not self._chat.stopping.is_set():
+            pending = fcntl.ioctl(connection.fileno(), outq, b"\0\0\0\0")
+            if not struct.unpack("i", pending)[0]:
+                return
+            time.sleep(0.001)
 
     def _guarded(self, send: Callable[..., object], *args: object) -> None:
         try:
@@ -510,32 +665,33 @@ class _EventStream:
             raise _StreamAborted from None
 
 
-def stream_completion(handler: ChatRequestHandler, request: ChatRequest) -> None:
+def stream_completion(stream: _EventStream, request: ChatRequest) -> None:
     """Answer a ``stream: true`` request: role chunks, tokens, finishes, usage, [DONE]."""
-    options = handler.chat.options
+    options = stream.options
     completion = _Completion(request)
-    plans = [_choice_plan(request, i) for i in range(request.n)]
-    stream = _EventStream(handler)
+    plans = [_choice_plan(request, i, options.echo_prefix) for i in range(request.n)]
     stream.open()
     stream.pause(options.first_token_delay_ms / 1000)
     for index in range(request.n):
         stream.event(completion.chunk(index, {"role": "assistant", "content": ""}))
     delay = _token_delay(options, request)
-    for step in _rounds([tokens for tokens, _ in plans]):
-        stream.pause(delay)
+    for number, step in enumerate(_rounds([plan.tokens for plan in plans])):
+        if number >= plans[0].echoed:  # a repeated prefix is not generated: no pacing
+            stream.pause(delay)
         for index, token in step:
             stream.content(completion.chunk(index, {"content": token}))
-            completion.completion_tokens += 1
+            if number >= plans[index].echoed:
+                completion.completion_tokens += 1
     stream.checkpoint()
-    for index, (_, finish) in enumerate(plans):
-        stream.event(completion.chunk(index, {}, finish))
+    for index, plan in enumerate(plans):
+        stream.event(completion.chunk(index, {}, plan.finish))
     if request.include_usage:
         stream.event(completion.usage_chunk())
     stream.write(_DONE_EVENT)
     stream.end()
 
 
-def write_replay(handler: ChatRequestHandler, path: Path) -> None:
+def write_replay(stream: _EventStream, path: Path) -> None:
     """Answer a chat request with a recording instead of a model.
 
     A recording made with ``--save`` is served with its status, headers and body
@@ -547,7 +703,6 @@ def write_replay(handler: ChatRequestHandler, path: Path) -> None:
         data = path.read_bytes()
     except OSError as exc:
         raise ApiError(500, f"Cannot read the replay file: {exc}", type_="server_error") from None
-    stream = _EventStream(handler)
     if looks_like_recording(data):
         try:
             recording = load_recording(path)
@@ -561,7 +716,7 @@ def write_replay(handler: ChatRequestHandler, path: Path) -> None:
     else:
         stream.open()
         pieces, broke = split_events(data), False
-    stream.pause(handler.chat.options.first_token_delay_ms / 1000)
+    stream.pause(stream.options.first_token_delay_ms / 1000)
     for piece in pieces:
         stream.write(piece)
     if broke:  # the recorded connection broke: so does this one
@@ -663,7 +818,11 @@ class ChatRequestHandler(BaseHTTPRequestHandler):
 
     def _chat_completions(self, body: bytes) -> None:
         options = self.chat.options
-        failure = injected_failure(options, self.chat.note_request())
+        number = self.chat.note_request()
+        if options.head_delay and self.chat.stopping.wait(options.head_delay):
+            self.close_connection = True  # shutting down: no answer at all
+            return
+        failure = injected_failure(options, number)
         if failure is not None:
             raise failure
         if options.replay is not None:
@@ -675,10 +834,12 @@ class ChatRequestHandler(BaseHTTPRequestHandler):
         else:
             self._complete(request)
 
-    def _streaming(self, write: Callable[[ChatRequestHandler, Any], None], arg: Any) -> None:
-        self.chat.stream_started()
+    def _streaming(self, write: Callable[[_EventStream, Any], None], arg: Any) -> None:
+        """Stream an answer; only the first ``drop_times`` streams (0: all) may be cut."""
+        number = self.chat.stream_started()
+        drop_times = self.chat.options.drop_times
         try:
-            write(self, arg)
+            write(_EventStream(self, may_drop=not drop_times or number <= drop_times), arg)
         except _StreamAborted:
             pass
         finally:
@@ -688,19 +849,19 @@ class ChatRequestHandler(BaseHTTPRequestHandler):
         """Answer a non-streaming request after the time generating it would have taken."""
         options = self.chat.options
         completion = _Completion(request)
-        plans = [_choice_plan(request, i) for i in range(request.n)]
+        plans = [_choice_plan(request, i, options.echo_prefix) for i in range(request.n)]
         texts: list[list[str]] = [[] for _ in plans]
         rounds = 0
-        for step in _rounds([tokens for tokens, _ in plans]):
-            rounds += 1
+        for number, step in enumerate(_rounds([plan.tokens for plan in plans])):
+            rounds += number >= plans[0].echoed
             for index, token in step:
                 texts[index].append(token)
-                completion.completion_tokens += 1
+                completion.completion_tokens += number >= plans[index].echoed
         wait = options.first_token_delay_ms / 1000 + rounds * _token_delay(options, request)
         if wait > 0 and self.chat.stopping.wait(wait):
             self.close_connection = True
             return
-        finishes = [finish for _, finish in plans]
+        finishes = [plan.finish for plan in plans]
         self.send_json(200, completion.response(["".join(t) for t in texts], finishes))
 
     def send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
@@ -814,7 +975,8 @@ class _HTTPServer6(_HTTPServer):
 class ChatServer:
     """The local server: start it in the background for tests, or in the foreground.
 
-    ``requests_seen`` counts chat requests received, ``disconnects`` the streams the
+    ``requests_seen`` counts chat requests received, ``streams_seen`` the streaming
+    answers begun (the count ``drop_times`` uses), ``disconnects`` the streams the
     client abandoned, ``active_streams`` the streams in progress; tests assert on them.
     """
 
@@ -823,6 +985,7 @@ class ChatServer:
             raise FileNotFoundError(f"replay file not found: {options.replay}")
         self.options = options
         self.requests_seen = 0
+        self.streams_seen = 0
         self.disconnects = 0
         self.active_streams = 0
         self.stopping = threading.Event()
@@ -895,9 +1058,12 @@ class ChatServer:
         with self._lock:
             self.disconnects += 1
 
-    def stream_started(self) -> None:
+    def stream_started(self) -> int:
+        """Count a streaming answer; its 1-based number decides whether it may be cut."""
         with self._lock:
             self.active_streams += 1
+            self.streams_seen += 1
+            return self.streams_seen
 
     def stream_ended(self) -> None:
         with self._lock:

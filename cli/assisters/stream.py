@@ -14,7 +14,7 @@ from typing import Protocol
 from assisters.client import ERROR_BODY_LIMIT, Timing, status_error
 from assisters.completion import CompletionAccumulator, parse_json
 from assisters.config import Settings
-from assisters.errors import AssistersError, ProtocolError
+from assisters.errors import AssistersError, IncompleteStream, ProtocolError
 from assisters.exchange import BodyDecoder, Exchange, OutgoingRequest, read_body
 from assisters.sse import SSEDecoder
 
@@ -38,6 +38,7 @@ class ChatResult:
     answer: CompletionAccumulator
     timing: Timing
     warnings: list[str]
+    resumed_prefix: str = ""  # text shown by earlier attempts that this answer continues
 
 
 def chat_request(settings: Settings, body: bytes) -> OutgoingRequest:
@@ -65,14 +66,16 @@ def guarded_reads(exchange: Exchange, broken: list[AssistersError]) -> Iterator[
         broken.append(exc)
 
 
-def consume_chat(exchange: Exchange, sink: ChatSink, timing: Timing) -> ChatResult:
+def consume_chat(exchange: Exchange, sink: ChatSink, timing: Timing,
+                 answer: CompletionAccumulator | None = None) -> ChatResult:
     """Read a chat completion reply into ``sink``, a network read at a time.
 
     Returns when the answer is complete; raises an :class:`AssistersError` when
-    it failed, after the text that arrived has gone to the sink.
+    it failed, after the text that arrived has gone to the sink (``answer``,
+    when given, then holds what did arrive, such as usage).
     """
     body_decoder = check_status(exchange)
-    answer = CompletionAccumulator()
+    answer = CompletionAccumulator() if answer is None else answer
     broken: list[AssistersError] = []
     reads = guarded_reads(exchange, broken)
     if exchange.head.is_json:
@@ -80,7 +83,13 @@ def consume_chat(exchange: Exchange, sink: ChatSink, timing: Timing) -> ChatResu
     else:
         _read_event_stream(reads, body_decoder, answer, sink, timing)
     timing.end = time.perf_counter()
-    return ChatResult(answer, timing, answer.outcome(broken[0] if broken else None))
+    try:
+        warnings = answer.outcome(broken[0] if broken else None)
+    except IncompleteStream as exc:
+        if broken:  # a total timeout must not be retried or resumed
+            exc.retryable = broken[0].retryable
+        raise
+    return ChatResult(answer, timing, warnings)
 
 
 def _read_event_stream(
