@@ -64,9 +64,3 @@ def test_readme_commands_work_as_written(block: str, tmp_path: Path):
     assert b"Traceback" not in result.stderr
     assert SECRET.encode() not in result.stdout + result.stderr
 
-
-def test_completion_scripts_are_current():
-    for shell in ("bash", "zsh", "fish"):
-        result = subprocess.run([sys.executable, "-m", "assisters"], capture_output=True,
-                                env={**os.environ, "_ASSISTERS_COMPLETE": f"{shell}_source"})
-        assert result.stdout == (ROOT / "completions" / f"assisters.{shell}").read_bytes(), shell
