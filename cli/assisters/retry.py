@@ -135,10 +135,15 @@ class _SkipEcho:
     def reasoning(self, text: str) -> None:
         self._sink.reasoning(text)
 
-    def finish(self) -> None:
-        """The attempt ended: held text that was not the whole echo is real text."""
+    def finish(self, completed: bool) -> None:
+        """The attempt ended. Held text is real text if the answer completed; if the
+        attempt broke half-way through what may be an echo, it is dropped, and the
+        next resume asks for it again."""
         if self._deciding and self._held:
-            self._decide()
+            if completed:
+                self._decide()
+            else:
+                self._held = ""
 
     def _decide(self) -> None:
         held, self._held, self._deciding = self._held, "", False
@@ -190,13 +195,15 @@ def run_chat(open_attempt: AttemptOpener, sink: ChatSink, *, body: bytes | None,
         answer = CompletionAccumulator()
         target: _Shown | _SkipEcho = _SkipEcho(shown, prefix) if prefix else shown
         reads_before = shown.reads
+        completed = False
         try:
             try:
                 with open_attempt(timing, attempt_body) as exchange:
                     result = consume_chat(exchange, target, timing, answer=answer)
+                completed = True
             finally:
                 if isinstance(target, _SkipEcho):
-                    target.finish()
+                    target.finish(completed)
         except AssistersError as exc:
             usage.add(answer.usage)
             if not exc.retryable:
