@@ -10,19 +10,22 @@ status (see :mod:`assisters.errors` for the table).
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from assisters import __version__
-from assisters.config import Overrides, Settings, insecure_key_warning, load_settings
-from assisters.errors import AssistersError, ConfigError, ExitStatus, RequestError
-from assisters.request import ChatOptions, build_chat_body, compose_prompt, encode_body, parse_option_value
-from assisters.terminal import Streams, system_streams
+
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
+
+    from assisters.config import Settings
+    from assisters.terminal import Streams
+
+# Everything else is imported inside the commands that use it: `--version`,
+# `--help` and shell completion load only click (see bench/README.md).
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 SECONDS = click.FloatRange(min=0, min_open=True)
@@ -66,11 +69,9 @@ def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def chat_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The request options shared by the commands that send a chat prompt."""
-    from assisters.models import complete_model  # standard library only: start-up stays fast
-
     options = [
         click.argument("prompt", nargs=-1),
-        click.option("-m", "--model", shell_complete=complete_model,
+        click.option("-m", "--model", shell_complete=_complete_model,
                      help="Model name [env ASSISTERS_MODEL; default llama-3.1-8b]."),
         click.option("-s", "--system", metavar="TEXT", help="System prompt."),
         click.option("-t", "--temperature", type=float, help="Sampling temperature."),
@@ -90,7 +91,15 @@ def chat_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def _complete_model(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    from assisters.models import complete_model  # reads the cache only, never the network
+
+    return complete_model(ctx, param, incomplete)
+
+
 def settings_from(params: dict[str, Any]) -> Settings:
+    from assisters.config import Overrides, load_settings
+
     flags = Overrides(
         base_url=params.get("base_url"),
         model=params.get("model"),
@@ -112,6 +121,8 @@ def settings_from(params: dict[str, Any]) -> Settings:
 
 
 def read_prompt(prompt_args: tuple[str, ...], streams: Streams) -> str:
+    from assisters.request import compose_prompt
+
     stdin_text = None
     if not streams.stdin_is_tty:
         stdin_text = streams.stdin.read().decode("utf-8", "replace")
@@ -123,6 +134,8 @@ def read_prompt(prompt_args: tuple[str, ...], streams: Streams) -> str:
 
 def chat_body(params: dict[str, Any], settings: Settings, prompt: str, *, stream: bool,
               usage_shown: bool) -> bytes:
+    from assisters.request import ChatOptions, build_chat_body, encode_body, parse_option_value
+
     stream_usage = settings.stream_usage if settings.stream_usage is not None else usage_shown
     options = ChatOptions(
         model=settings.model,
@@ -152,6 +165,8 @@ def verbose_option(command: Callable[..., Any]) -> Callable[..., Any]:
 def prepare_chat(params: dict[str, Any], *, stream: bool = True, usage_shown: bool = True,
                  ) -> tuple[Settings, bytes, Streams]:
     """What chat and debug share: prompt, settings, request body, the http warning."""
+    from assisters.terminal import system_streams
+
     streams = system_streams(os.environ)
     prompt = read_prompt(params["prompt"], streams)
     settings = settings_from(params)
@@ -267,6 +282,7 @@ def raw(**params: Any) -> None:
     """
     from assisters.raw import parse_header, raw_request
     from assisters.runner import live, local_server, render_raw
+    from assisters.terminal import system_streams
 
     streams = system_streams(os.environ)
     body = raw_body(params, streams)
@@ -290,8 +306,11 @@ def raw_body(params: dict[str, Any], streams: Streams) -> bytes | None:
         body, name = streams.stdin.read(), "stdin"
     else:
         try:
-            body, name = Path(source).read_bytes(), source
+            with open(source, "rb") as file:
+                body, name = file.read(), source
         except OSError as exc:
+            from assisters.errors import RequestError
+
             raise RequestError(f"cannot read {source}: {exc.strerror}") from None
     if not params["no_validate"]:
         from assisters.raw import validate_json
@@ -320,7 +339,10 @@ def replay(**params: Any) -> None:
       assisters chat --save bug.jsonl "hi" && assisters replay bug.jsonl
       assisters replay --as debug bug.jsonl | jq .ms
     """
+    from pathlib import Path
+
     from assisters.runner import render_chat, render_debug, render_raw, replayed
+    from assisters.terminal import system_streams
 
     streams = system_streams(os.environ)
     opener = replayed(Path(params["file"]), realtime=params["realtime"])
@@ -377,6 +399,10 @@ def serve(**params: Any) -> None:
       ASSISTERS_BASE_URL=http://127.0.0.1:8000/v1 assisters chat -m echo "hello"
       assisters serve --port 0 --drop-after 5     # test a client against a cut stream
     """
+    import signal
+    from pathlib import Path
+
+    from assisters.errors import ConfigError
     from assisters.server import ChatServer, ServeOptions
 
     replay_file = params.pop("replay_file")
@@ -424,6 +450,7 @@ def models(**params: Any) -> None:
       assisters models --base-url local
     """
     from assisters.models import list_models
+    from assisters.terminal import system_streams
 
     streams = system_streams(os.environ)
     settings = settings_from(params)
@@ -460,7 +487,7 @@ def main(argv: list[str] | None = None) -> None:
         args = sys.argv[1:] if argv is None else argv
         with cli.make_context("assisters", list(args)) as ctx:
             cli.invoke(ctx)
-        status = ExitStatus.OK
+        status = 0
     except click.exceptions.Exit as exc:
         status = exc.exit_code
     except click.exceptions.NoArgsIsHelpError as exc:
@@ -470,19 +497,29 @@ def main(argv: list[str] | None = None) -> None:
         _say(click_error_line(exc))
         status = exc.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt):
-        status = ExitStatus.INTERRUPTED
+        status = _status("INTERRUPTED")
     except BrokenPipeError:
         streams_ok = False
-        status = ExitStatus.BROKEN_PIPE
-    except AssistersError as exc:
-        _say(f"assisters: error: {exc.message}")
-        status = exc.status
+        status = _status("BROKEN_PIPE")
     except Exception as exc:
-        if os.environ.get(DEBUG_ENV):
-            raise
-        _say(f"assisters: internal error: {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for a traceback)")
-        status = ExitStatus.INTERNAL
+        from assisters.errors import AssistersError
+
+        if isinstance(exc, AssistersError):
+            _say(f"assisters: error: {exc.message}")
+            status = exc.status
+        else:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            _say(f"assisters: internal error: {type(exc).__name__}: {exc} "
+                 f"(set {DEBUG_ENV}=1 for a traceback)")
+            status = _status("INTERNAL")
     _quiet_exit(int(status), streams_ok)
+
+
+def _status(name: str) -> int:
+    from assisters.errors import ExitStatus
+
+    return int(ExitStatus[name])
 
 
 def click_error_line(exc: click.ClickException) -> str:
@@ -516,6 +553,8 @@ def _quiet_exit(status: int, streams_ok: bool) -> None:
 
 
 def warn_insecure(settings: Settings, streams: Streams) -> None:
+    from assisters.config import insecure_key_warning
+
     warning = insecure_key_warning(settings)
     if warning:
         streams.warn(warning)
