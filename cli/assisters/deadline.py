@@ -29,38 +29,40 @@ _TICK_MIN = 0.01
 
 
 class Watchdog:
-    """Deadlines for the network waits of one run (all attempts together)."""
+    """Deadlines for the network waits of one run (all attempts together).
+
+    The network code counts ``steps``: one when it starts waiting on the network,
+    one when data arrives, so an odd count means "waiting". Counting is all the
+    read loop pays; the timer notices a count that has not moved for too long.
+    """
 
     def __init__(self, *, first_byte: float, idle: float, total: float | None = None) -> None:
         self.first_byte = first_byte
         self.idle = idle
         self.total = total
         self.started = time.monotonic()
-        self.waiting = False
-        self._since = self.started  # when the current wait began
+        self.steps = 0
+        self.got_bytes = False  # the current attempt has received body bytes
+        self._seen_steps = 0
+        self._since = self.started  # when the timer last saw ``steps`` change
         self._attempt_started = self.started
-        self._got_bytes = False
         self._armed = False
         self._previous_handler: Any = None
         self.tick = min(_TICK_MAX, max(_TICK_MIN, min(first_byte, idle, total or first_byte) / 20))
 
-    # The network code calls these; they must be cheap (once per read).
-    def begin_wait(self) -> None:
-        self._since = time.monotonic()
-        self.waiting = True
-
-    def end_wait(self) -> None:
-        self.waiting = False
-        self._got_bytes = True
+    @property
+    def waiting(self) -> bool:
+        return self.steps % 2 == 1
 
     def new_attempt(self) -> None:
-        """A new request: the first-byte deadline starts again."""
-        self._attempt_started = time.monotonic()
-        self._got_bytes = False
-        self.begin_wait()
+        """A new request: the first-byte deadline starts again, and it waits."""
+        self._attempt_started = self._since = time.monotonic()
+        self.got_bytes = False
+        self.steps += 1 if not self.waiting else 2
 
     def stop_waiting(self) -> None:
-        self.waiting = False
+        if self.waiting:
+            self.steps += 1
 
     def remaining_total(self) -> float | None:
         if self.total is None:
@@ -68,11 +70,11 @@ class Watchdog:
         return self.total - (time.monotonic() - self.started)
 
     def expired(self, now: float | None = None) -> TimeoutFailure | None:
-        """The timeout that has fired by ``now``, if any."""
+        """The timeout that has fired by ``now``, if any (called from the timer)."""
         now = time.monotonic() if now is None else now
         if self.total is not None and now - self.started >= self.total:
             return total_timeout(self.total)
-        if not self._got_bytes:
+        if not self.got_bytes:
             if now - self._attempt_started >= self.first_byte:
                 return TimeoutFailure(
                     f"no response within the first-byte timeout ({seconds(self.first_byte)}); raise it "
@@ -86,10 +88,15 @@ class Watchdog:
         return None
 
     def _on_tick(self, signum: int, frame: FrameType | None) -> None:
-        if self.waiting:
-            error = self.expired()
+        steps = self.steps
+        now = time.monotonic()
+        if steps != self._seen_steps:  # progress since the last tick
+            self._seen_steps = steps
+            self._since = now
+        if steps % 2 == 1:
+            error = self.expired(now)
             if error is not None:
-                self.waiting = False  # the exception ends this wait; cleanup must not see another
+                self.steps += 1  # this wait ends with the exception; cleanup must not see another
                 raise error
 
     def __enter__(self) -> Watchdog:
@@ -101,7 +108,7 @@ class Watchdog:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.waiting = False
+        self.stop_waiting()
         if self._armed:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, self._previous_handler or signal.SIG_DFL)

@@ -103,15 +103,28 @@ class LiveExchange:
         recorder = self._recorder
         watch = self._watch
         try:
-            watch.begin_wait()
-            for data in self._response.iter_raw():
-                watch.end_wait()
-                if self._timing.first_byte is None:
-                    self._timing.first_byte = time.perf_counter()
+            raw = self._response.iter_raw()
+            watch.steps += 1  # waiting
+            for data in raw:  # the first read, apart, so the loop below stays lean
+                watch.steps += 1
+                watch.got_bytes = True
+                self._timing.first_byte = time.perf_counter()
                 if recorder is not None:
                     recorder.read(data)
                 yield data
-                watch.begin_wait()
+                watch.steps += 1
+                break
+            if recorder is None:
+                for data in raw:
+                    watch.steps += 1
+                    yield data
+                    watch.steps += 1
+            else:
+                for data in raw:
+                    watch.steps += 1
+                    recorder.read(data)
+                    yield data
+                    watch.steps += 1
         except httpx.HTTPError as exc:
             raise _failure(exc, self._url, recorder) from None
         except AssistersError as exc:  # a timeout from the watchdog
