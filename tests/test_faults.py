@@ -469,5 +469,6 @@ def test_closed_stdout_during_a_backoff_ends_at_once_quietly():
         finished.set()
         assert process.stderr is not None
         rest = process.stderr.read()
+        process.stderr.close()
     assert (process.returncode, rest) == (141, b"")
     assert server.requests_seen == 1

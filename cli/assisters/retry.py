@@ -158,8 +158,8 @@ class _SkipEcho:
 class _Usage:
     total: dict[str, Any] | None = None
 
-    def add(self, usage: Mapping[str, Any] | None) -> None:
-        if usage:
+    def add(self, usage: object) -> None:
+        if isinstance(usage, Mapping) and usage:  # a server's odd usage value is not ours to sum
             self.total = _summed(self.total or {}, usage)
 
 
@@ -235,8 +235,9 @@ def run_chat(open_attempt: AttemptOpener, sink: ChatSink, *, body: bytes | None,
                 wait_for_retry(delay, watch, stdout_fd)
                 waited += delay
             continue
-        usage.add(answer.usage)
-        answer.usage = usage.total
+        if resumes:
+            usage.add(answer.usage)
+            answer.usage = usage.total
         result.resumed_prefix = prefix
         return result
 
