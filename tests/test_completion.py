@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from assisters.completion import CompletionAccumulator, error_message
-from assisters.errors import ExitStatus, IncompleteStream, ProtocolError, StreamError, TemporaryError
+from assisters.completion import CompletionAccumulator, error_message, parse_json
+from assisters.errors import (
+    AssistersError,
+    ExitStatus,
+    IncompleteStream,
+    ProtocolError,
+    StreamError,
+    TemporaryError,
+)
 from assisters.sse import Comment, Event, Field, SSEDecoder
 
 USAGE = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
@@ -35,19 +46,70 @@ def ev(payload: Any, type: str = "message") -> Event:
     return Event(type, payload if isinstance(payload, str) else orjson.dumps(payload).decode())
 
 
+@pytest.fixture(autouse=True, params=["apply", "apply_items", "read_events"])
+def path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test that uses the helpers runs three times: items one by one
+    through ``apply`` (as debug does); the data of single-line message events as
+    bytes through ``apply_items`` (from ``SSEDecoder.feed_data``); and each item
+    as SSE bytes, one network read each, through ``read_events`` (as chat does)."""
+    global PATH
+    PATH = request.param
+    yield PATH
+    PATH = "apply"
+    DECODERS.clear()
+
+
+PATH = "apply"
+
+
+def as_data(item: Event | Field | Comment) -> bytes | Event | Field | Comment:
+    """What ``SSEDecoder.feed_data`` hands over for this item."""
+    if type(item) is Event and item.type == "message" and "\n" not in item.data:
+        return item.data.encode()
+    return item
+
+
+def as_sse(item: Event | Field | Comment) -> bytes:
+    if type(item) is Comment:
+        return f":{item.text}\n".encode()
+    if type(item) is Field:
+        return f"{item.name}: {item.value}\n".encode()
+    head = "" if item.type == "message" else f"event: {item.type}\n"  # type: ignore[union-attr]
+    return (head + "".join(f"data: {line}\n" for line in item.data.split("\n")) + "\n").encode()  # type: ignore[union-attr]
+
+
+DECODERS: dict[int, SSEDecoder] = {}
+
+
+def feed_to(acc: CompletionAccumulator, items: list[Any]) -> None:
+    if PATH == "apply":
+        for item in items:
+            acc.apply(item)
+    elif PATH == "apply_items":
+        acc.apply_items([as_data(item) for item in items])
+    else:
+        decoder = DECODERS.setdefault(id(acc), SSEDecoder())
+        text = acc.read_events(decoder, b"".join(as_sse(item) for item in items))
+        acc.new_text.append(text)  # given back, for the test to take
+
+
 def accumulate(*items: Any) -> CompletionAccumulator:
     """An accumulator fed with Events (dicts are sent as data events)."""
     acc = CompletionAccumulator()
-    for item in items:
-        acc.apply(item if isinstance(item, (Event, Field, Comment)) else ev(item))
+    for item in items:  # one read per item
+        feed_to(acc, [item if isinstance(item, (Event, Field, Comment)) else ev(item)])
     return acc
 
 
 def from_sse(body: bytes) -> CompletionAccumulator:
     acc = CompletionAccumulator()
     decoder = SSEDecoder(comments=True)
-    for item in decoder.feed(body) + decoder.close():
-        acc.apply(item)
+    if PATH == "apply":
+        feed_to(acc, decoder.feed(body) + decoder.close())
+    elif PATH == "apply_items":
+        acc.apply_items(decoder.feed_data(body))
+    else:
+        acc.new_text.append(acc.read_events(decoder, body))
     return acc
 
 
@@ -695,3 +757,159 @@ def test_error_message_precedence(payload: Any, expected: str) -> None:
                                      {"detail": [{"loc": 1}]}, {"detail": ["text"]}])
 def test_error_message_none_when_nothing_usable(payload: Any) -> None:
     assert error_message(payload) is None
+
+
+# -- the fast path: feed_data bytes, keep_text ------------------------------------
+
+
+def test_apply_items_bytes_equal_events_for_a_typical_stream() -> None:
+    events = [ev(chunk("", delta={"role": "assistant"}))]
+    events += [ev(chunk(w)) for w in ["Hel", "lo", " \u2028 😀"]]
+    events += [ev(chunk(finish="stop")), ev({"id": "c", "choices": [], "usage": USAGE}), DONE]
+    one = CompletionAccumulator()
+    for item in events:
+        one.apply(item)
+    two = CompletionAccumulator()
+    for item in events:
+        two.apply_items([item.data.encode()])
+    assert two.text == one.text == "Hello \u2028 😀"
+    assert two.take_text() == one.take_text()
+    assert (two.finish_reason, two.usage, two.done) == (one.finish_reason, one.usage, one.done)
+    assert two.meta == one.meta
+    assert two.completion_object() == one.completion_object()
+
+
+def test_apply_items_stops_at_done_within_a_read() -> None:
+    acc = CompletionAccumulator()
+    acc.apply_items([orjson.dumps(chunk("a")), b"[DONE]", orjson.dumps(chunk("LATE")), Field("error", "x")])
+    assert acc.done and acc.text == "a" and acc.error is None
+    acc.apply_items([orjson.dumps(chunk("later"))])
+    assert acc.text == "a"
+
+
+def test_apply_items_invalid_utf8_is_judged_as_replaced_text() -> None:
+    acc = CompletionAccumulator()
+    acc.apply_items([b'{"choices":[{"delta":{"content":"a\xffb"}}]}', b"\xff not json", b"", b"[DONE]"])
+    assert acc.text == "a\ufffdb"
+    assert acc.bad_payloads == 1 and acc.first_bad_payload == "\ufffd not json"
+    assert acc.events == 4
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"usage": None}, {"error": None}, {"system_fingerprint": "fp"},
+     {"choices": [{"delta": {"content": "x"}}]},
+     {"choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": None, "logprobs": None}]}],
+)
+def test_usual_chunk_variants_take_the_same_path_result(extra: dict[str, Any]) -> None:
+    payloads = [chunk("a"), {**chunk("x"), **extra}, chunk(finish="stop")]
+    one, two = CompletionAccumulator(), CompletionAccumulator()
+    for payload in payloads:
+        one.apply(ev(payload))
+        two.apply_items([orjson.dumps(payload)])
+    assert one.text == two.text == "ax"
+    assert one.completion_object() == two.completion_object()
+
+
+def test_usual_chunk_before_meta_or_choice_state_still_counts() -> None:
+    acc = CompletionAccumulator()
+    acc.apply_items([b'{"choices":[{"index":0,"delta":{"content":"a"}}]}'])  # no id: no meta
+    acc.apply_items([orjson.dumps(chunk("b"))])
+    acc.apply_items([orjson.dumps(chunk("c", finish="error"))])
+    assert acc.text == "abc"
+    assert acc.meta["id"] == "chatcmpl-1"
+    assert isinstance(acc.error, StreamError)
+
+
+def test_keep_text_false_keeps_no_text_but_delivers_it() -> None:
+    acc = CompletionAccumulator(keep_text=False)
+    for payload in [chunk("a"), chunk(delta={"reasoning_content": "r"}), chunk("b"),
+                    tools_chunk(tool(0, "t", "f", "{}")), {"id": "c", "choices": [], "usage": USAGE},
+                    chunk(finish="length")]:
+        acc.apply_items([orjson.dumps(payload)])
+    acc.apply(ev(chunk("c")))
+    assert acc.take_text() == "abc"
+    assert acc.take_reasoning() == "r"
+    assert acc.choices[0].content == [] and acc.choices[0].reasoning == []
+    assert acc.text == ""
+    assert acc.usage == USAGE and acc.finish_reason == "length"
+    assert acc.choices[0].tool_calls[0]["function"]["name"] == "f"
+
+
+def test_apply_parsed_equals_apply() -> None:
+    items = [ev(chunk("a")), ev("not json"), ev("null"), Event("message", ""), ev(chunk("b", finish="stop")),
+             Event("error", '{"message":"boom"}'), DONE]
+    one, two = CompletionAccumulator(), CompletionAccumulator()
+    for item in items:
+        one.apply(item)
+        two.apply_parsed(item, parse_json(item.data))
+    assert (one.text, one.bad_payloads, one.events, one.error and one.error.message) == (
+        two.text, two.bad_payloads, two.events, two.error and two.error.message)
+
+
+PIECES = [
+    b"data: " + orjson.dumps(chunk("a")) + b"\n\n",
+    b"data: " + orjson.dumps(chunk("\u00e9\u2028")) + b"\n\n",
+    b"data: " + orjson.dumps(chunk("", delta={"role": "assistant"})) + b"\n\n",
+    b"data: " + orjson.dumps(chunk("b", index=1)) + b"\n\n",
+    b"data: " + orjson.dumps(chunk(delta={"reasoning_content": "r"})) + b"\n\n",
+    b"data: " + orjson.dumps(chunk("c", usage=None)) + b"\n\n",
+    b"data: " + orjson.dumps(chunk(finish="stop")) + b"\n\n",
+    b"data: " + orjson.dumps(chunk("z", finish="length")) + b"\n\n",
+    b"data: " + orjson.dumps(chunk("e", finish="error")) + b"\n\n",
+    b"data: " + orjson.dumps(chunk("u", usage=USAGE)) + b"\n\n",
+    b"data: " + orjson.dumps(chunk("t", error="boom")) + b"\n\n",
+    b"data: " + orjson.dumps({"id": "x", "choices": [], "usage": USAGE}) + b"\n\n",
+    b'data: {"choices":[{"delta":{"content":"no meta"}}]}\n\n',
+    b'data: {"error":{"message":"boom","code":503}}\n\n',
+    b"data: [DONE]\n\n", b"data: not json\n\n", b"data: \xff\n\n", b"data: 5\n\n", b"data:\n\n",
+    b": ping\n\n", b"event: error\ndata: oops\n\n", b'data: {"choices":\ndata: []}\n\n', b"error: x\n",
+    b"data: " + orjson.dumps(chunk("crlf")) + b"\r\n\r\n", b"\xef\xbb\xbf", b"id: 3\n",
+]
+
+
+def read_with_read_events(reads: list[bytes]) -> tuple[str, Any]:
+    acc, decoder, shown = CompletionAccumulator(), SSEDecoder(), []
+    for data in reads:
+        shown.append(acc.read_events(decoder, data))
+        if acc.stopped:
+            break
+    return "".join(shown), outcome_of(acc)
+
+
+def read_with_apply_items(reads: list[bytes]) -> tuple[str, Any]:
+    acc, decoder, shown = CompletionAccumulator(), SSEDecoder(), []
+    for data in reads:
+        acc.apply_items(decoder.feed_data(data))
+        shown.append(acc.take_text())
+        if acc.stopped:
+            break
+    return "".join(shown), outcome_of(acc)
+
+
+def outcome_of(acc: CompletionAccumulator) -> Any:
+    try:
+        warnings = acc.outcome()
+    except AssistersError as exc:
+        return type(exc).__name__, exc.message, acc.events
+    return warnings, acc.completion_object(), acc.take_reasoning(), acc.events
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=12), st.lists(st.integers(0, 2000), max_size=6))
+def test_property_read_events_equals_apply_items(pieces: list[bytes], cuts: list[int]) -> None:
+    body = b"".join(pieces)
+    points = sorted({0, len(body), *(c % (len(body) + 1) for c in cuts)})
+    by_piece = [piece for piece in pieces if piece]  # one read per event, as servers send them
+    split_reads = [body[a:b] for a, b in itertools.pairwise(points)]
+    for reads in (by_piece, split_reads):
+        assert read_with_read_events(reads) == read_with_apply_items(reads)
+
+
+def test_read_events_returns_text_left_by_earlier_applies_first() -> None:
+    acc, decoder = CompletionAccumulator(), SSEDecoder()
+    assert acc.read_events(decoder, b"data: " + orjson.dumps(chunk("a")) + b"\n\n") == "a"
+    acc.apply(ev(chunk("b")))
+    assert acc.read_events(decoder, b"data: " + orjson.dumps(chunk("c")) + b"\n\n") == "bc"
+    assert acc.read_events(decoder, b"data: " + orjson.dumps(chunk("d")) + b"\n\n") == "d"
+    assert acc.text == "abcd" and acc.new_text == []

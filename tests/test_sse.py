@@ -541,3 +541,88 @@ def test_property_random_splits_with_mixed_line_ends(body: Body, data: st.DataOb
                      BOM, b"id", b"\0", b"event", b"retry", b"9"]), max_size=40).map(b"".join))
 def test_property_any_bytes_every_byte_alone_equals_whole(raw: bytes) -> None:
     assert run(bytewise(raw)) == run([raw])
+
+
+# -- feed_data and the fast path -------------------------------------------------
+
+
+def as_events(items: Iterable[bytes | Item]) -> list[Item]:
+    """feed_data's output as feed's, ids aside (bytes are message events)."""
+    return [Event("message", item.decode("utf-8", "replace")) if isinstance(item, bytes) else item
+            for item in items]
+
+
+def without_ids(items: Iterable[Item]) -> list[Item]:
+    return [Event(item.type, item.data) if isinstance(item, Event) else item for item in items]
+
+
+def run_data(chunks: Iterable[bytes]) -> tuple[list[Item], int | None]:
+    decoder = SSEDecoder(comments=True)
+    out: list[bytes | Item] = []
+    for chunk in chunks:
+        out += decoder.feed_data(chunk)
+    out += decoder.close()
+    return without_ids(as_events(out)), decoder.retry
+
+
+def test_feed_data_gives_the_usual_event_as_bytes() -> None:
+    decoder = SSEDecoder()
+    # The first line of a stream is looked at alone (for the BOM), so its event is an Event.
+    assert decoder.feed_data(b'data: {"a":1}\n\n') == [msg('{"a":1}')]
+    assert decoder.feed_data(b'data: {"a":2}\n\n') == [b'{"a":2}']
+    assert decoder.feed_data(b"data:x\n\ndata: \xff\n\ndata:\n\n") == [b"x", b"\xff", b""]
+    # Anything else comes as items, in order.
+    assert decoder.feed_data(b"event: e\ndata: a\n\ndata: b\ndata: c\n\nfoo: 1\ndata: d\n\ndata: f\n\n") == [
+        msg("a", "e"), msg("b\nc"), Field("foo", "1"), msg("d"), b"f"]
+
+
+def test_fast_path_reads_mixed_with_cr_reads_and_splits() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: a\n\n") == [msg("a")]
+    assert decoder.feed(b"data: b\r\n\r\ndata: c\r") == [msg("b")]
+    assert decoder.feed(b"\n\r\n") == [msg("c")]
+    assert decoder.feed(b"data: d\n\n") == [msg("d")]
+    assert decoder.feed(b"data: e\n") == []
+    assert decoder.feed(b"\ndata: f\n\ndata: g") == [msg("e"), msg("f")]
+    assert decoder.feed(b"h") == []
+    assert decoder.feed(b"\n\n") == [msg("gh")]
+    assert decoder.feed(b"data: i\n\n\n\ndata: j\n\n\n") == [msg("i"), msg("j")]
+    assert not decoder.pending
+
+
+def test_fast_path_keeps_the_last_id_and_the_bom_rule() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(BOM + b"data: a\n\n") == [msg("a")]
+    assert decoder.feed(b"id: 7\ndata: b\n\n") == [msg("b", id="7")]
+    assert decoder.feed(b"data: c\n\n") == [msg("c", id="7")]
+    assert decoder.last_id == "7"
+    assert decoder.feed(BOM + b"data: d\n\n") == [Field("\ufeffdata", "d")]
+
+
+def test_event_in_progress_is_finished_before_the_fast_path() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed_data(b": start\n\ndata: a\n\n") == [b"a"]
+    assert decoder.feed_data(b"event: x\n") == []
+    assert decoder.feed_data(b"data: b\n\n") == [msg("b", "x")]
+    assert decoder.feed_data(b"data: c\n") == []
+    assert decoder.feed_data(b"data: d\n\n") == [msg("c\nd")]
+    assert decoder.feed_data(b"data: e\n\n") == [b"e"]
+
+
+def test_long_line_in_many_lf_only_reads() -> None:
+    payload = b"x" * 300_000
+    decoder = SSEDecoder()
+    out: list[bytes | Item] = decoder.feed_data(b"\n")
+    body = b"data: " + payload + b"\n\n"
+    for i in range(0, len(body), 1000):
+        out += decoder.feed_data(body[i : i + 1000])
+    assert out == [payload]
+
+
+@PROPERTY
+@given(bodies(mixed=True), st.data())
+def test_property_feed_data_equals_feed(body: Body, data: st.DataObject) -> None:
+    chunks = split(body.raw, cut_points(data, body.raw))
+    events, retry = run(chunks)
+    assert run_data(chunks) == (without_ids(events), retry)
+    assert run_data(bytewise(body.raw)) == (without_ids(body.expected), body.retry)

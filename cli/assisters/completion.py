@@ -30,7 +30,7 @@ from assisters.errors import (
     ProtocolError,
     StreamError,
 )
-from assisters.sse import Comment, Event, Field, Item
+from assisters.sse import Comment, Event, Field, Item, SSEDecoder
 
 
 @dataclass
@@ -48,26 +48,30 @@ class ChoiceState:
 
     def add_tool_call_deltas(self, deltas: list[Any]) -> None:
         """Fragments are keyed by their ``index``; a missing index continues the
-        current call, and a new ``id`` at an index in use starts a new call."""
+        current call, and a new ``id`` at an index in use starts a new call.
+        Values of the wrong type (an index that is not an integer, a name that
+        is not a string) are ignored."""
         for delta in deltas:
             if not isinstance(delta, dict):
                 continue
             slot = self._slot_for(delta)
             call = self.tool_calls[slot]
-            if delta.get("id"):
+            if _text(delta.get("id")):
                 call["id"] = delta["id"]
-            if delta.get("type"):
+            if _text(delta.get("type")):
                 call["type"] = delta["type"]
             fn = delta.get("function")
             if isinstance(fn, dict):
-                call["function"]["name"] += fn.get("name") or ""
-                call["function"]["arguments"] += fn.get("arguments") or ""
+                call["function"]["name"] += _text(fn.get("name"))
+                call["function"]["arguments"] += _text(fn.get("arguments"))
             self._current_tool = slot
 
     def _slot_for(self, delta: dict[str, Any]) -> int:
         index = delta.get("index")
+        if index.__class__ is not int:
+            index = None
         slot = self._current_tool if index is None else self._tool_slots.get(index)
-        new_id = delta.get("id")
+        new_id = _text(delta.get("id"))
         if slot is not None and new_id and self.tool_calls[slot]["id"] not in ("", new_id):
             slot = None
         if slot is None:
@@ -86,6 +90,28 @@ class ChoiceState:
         if self.tool_calls:
             message["tool_calls"] = self.tool_calls
         return message
+
+
+def _text(value: Any) -> str:
+    """A string field of the server's JSON, or "" when it is anything else."""
+    return value if isinstance(value, str) else ""
+
+
+def choice_index(value: Any) -> int | None:
+    """A choice's ``index``: an integer, 0 when missing or null (one choice), and
+    None (the choice is ignored) for anything else, such as ``"1"`` or ``[0]``."""
+    if value.__class__ is int:
+        return value  # type: ignore[no-any-return]
+    return None if value else 0
+
+
+def json_text(value: Any) -> str:
+    """A JSON value as compact text, for a message; ``str`` when orjson cannot
+    write it (nested deeper than it allows)."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return str(value)
 
 
 def error_message(payload: Any) -> str | None:
@@ -111,7 +137,7 @@ def error_message(payload: Any) -> str | None:
         if isinstance(first, dict) and isinstance(first.get("msg"), str):
             return first["msg"]
     if isinstance(err, dict):
-        return orjson.dumps(err).decode()
+        return json_text(err)
     return None
 
 
@@ -129,6 +155,9 @@ def error_http_status(payload: Any) -> int | None:
     return None
 
 
+_loads = orjson.loads
+
+
 def parse_json(data: str | bytes) -> Any:
     """orjson.loads, with ``None`` for data that is not JSON."""
     try:
@@ -140,13 +169,20 @@ def parse_json(data: str | bytes) -> Any:
 class CompletionAccumulator:
     """Interprets a chat completion stream; see the module docstring for the rules.
 
-    ``apply`` is on the per-event path: new text of choice 0 is appended to
-    ``new_text`` and new reasoning to ``new_reasoning`` for the caller to take
-    after each network read. ``stopped`` becomes true at ``[DONE]`` or at the
-    first error, when reading should end.
+    ``apply`` (one SSE item) and ``apply_items`` (one read's items from
+    :meth:`SSEDecoder.feed_data <assisters.sse.SSEDecoder.feed_data>`) are on the
+    per-event path: new text of choice 0 is appended to ``new_text`` and new
+    reasoning to ``new_reasoning`` for the caller to take after each network
+    read. ``stopped`` becomes true at ``[DONE]`` or at the first error, when
+    reading should end.
+
+    ``keep_text=False`` keeps no text or reasoning beyond what the caller has
+    not taken yet, so memory stays flat however long the answer; ``text`` and
+    :meth:`completion_object` then have no content (tool calls, usage, the
+    finish reason and the completion rules are unaffected).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_text: bool = True) -> None:
         self.choices: dict[int, ChoiceState] = {}
         self.usage: dict[str, Any] | None = None
         self.meta: dict[str, Any] = {}
@@ -158,6 +194,8 @@ class CompletionAccumulator:
         self.last_unknown_line: str | None = None
         self.new_text: list[str] = []
         self.new_reasoning: list[str] = []
+        self.keep_text = keep_text
+        self._state0: ChoiceState | None = None  # choices[0], once it exists and meta is kept
 
     @property
     def stopped(self) -> bool:
@@ -182,6 +220,105 @@ class CompletionAccumulator:
             self._field(item)
         elif not isinstance(item, Comment):
             raise TypeError(f"not an SSE item: {item!r}")
+
+    def apply_items(self, items: list[bytes | Item]) -> None:
+        """One read's items from ``SSEDecoder.feed_data``: bytes are the data of a
+        ``message`` event. Stops at ``[DONE]`` or at the first error."""
+        if self.done or self.error is not None:
+            return
+        for item in items:
+            if item.__class__ is not bytes:
+                self.apply(item)  # type: ignore[arg-type]
+                if self.done or self.error is not None:
+                    return
+                continue
+            self.events += 1
+            try:
+                chunk = _loads(item)  # type: ignore[arg-type]
+            except orjson.JSONDecodeError:
+                if self._not_json(item):  # type: ignore[arg-type]
+                    return
+                continue
+            if chunk.__class__ is not dict:
+                self.note_bad_payload(item.decode("utf-8", "replace"))  # type: ignore[union-attr]
+                continue
+            self.apply_chunk(chunk)
+            if self.error is not None:
+                return
+
+    def read_events(self, decoder: SSEDecoder, data: bytes) -> str:
+        """One network read of an event stream that ``decoder`` decodes: the same
+        as ``apply_items(decoder.feed_data(data))``, then returns ``take_text()``.
+
+        The per-token path of ``chat``. The usual read (``decoder.idle`` and the
+        read one ``data:`` line, see :class:`SSEDecoder`) is taken here, without
+        the decoder; when its JSON is the usual chunk (one choice, index 0, no
+        finish reason, a delta with content only, no usage or error, once choice
+        0 and the metadata are known) nothing is built but the parsed JSON.
+        """
+        if (decoder.idle and data[:6] == b"data: " and data[-2:] == b"\n\n"
+                and not self.done and self.error is None):
+            value = data[6:-2]
+            if 10 not in value and 13 not in value:
+                try:
+                    chunk = _loads(value)
+                except orjson.JSONDecodeError:
+                    chunk = None  # [DONE], or not JSON: the general path below
+                if chunk.__class__ is dict:
+                    self.events += 1
+                    choices = chunk.get("choices")
+                    if (choices.__class__ is list and len(choices) == 1
+                            and (state := self._state0) is not None
+                            and ("usage" not in chunk or not chunk["usage"])
+                            and ("error" not in chunk or chunk["error"] is None)):
+                        choice = choices[0]
+                        if choice.__class__ is dict:
+                            delta = choice.get("delta")
+                            if (delta.__class__ is dict and len(delta) == 1 and not choice.get("index")
+                                    and not choice.get("finish_reason")):
+                                content = delta.get("content")
+                                if content.__class__ is str:
+                                    if content and self.keep_text:
+                                        state.content.append(content)
+                                    if self.new_text:  # left by an earlier apply: keep the order
+                                        self.new_text.append(content)
+                                        return self.take_text()
+                                    return content
+                    self.apply_chunk(chunk)  # type: ignore[arg-type]
+                    return self.take_text() if self.new_text else ""
+        self.apply_items(decoder.feed_data(data))
+        return self.take_text() if self.new_text else ""
+
+    def _not_json(self, data: bytes) -> bool:
+        """A data payload that orjson refused: ``[DONE]`` (returns True: stop), an
+        empty one, or one judged as the text an Event would carry (invalid UTF-8
+        replaced, so it may still be JSON)."""
+        if not data:
+            return False
+        if data.startswith(b"[DONE]"):
+            self.done = True
+            return True
+        text = data.decode("utf-8", "replace")
+        chunk = parse_json(text)
+        if isinstance(chunk, dict):
+            self.apply_chunk(chunk)
+            return self.error is not None
+        self.note_bad_payload(text)
+        return False
+
+    def apply_parsed(self, event: Event, payload: Any) -> None:
+        """``apply(event)`` for an event whose data the caller already parsed
+        with :func:`parse_json` (``payload``), so it is not parsed twice."""
+        if self.stopped:
+            return
+        if event.type == "error" or not event.data or event.data.startswith("[DONE]"):
+            self._event(event)
+            return
+        self.events += 1
+        if not isinstance(payload, dict):
+            self.note_bad_payload(event.data)
+            return
+        self.apply_chunk(payload)
 
     def _event(self, event: Event) -> None:
         data = event.data
@@ -214,60 +351,81 @@ class CompletionAccumulator:
 
     def _fail(self, payload: Any, raw: str) -> None:
         message = error_message(payload) or raw.strip() or "the server reported an error"
-        self.error = StreamError(message, error_http_status(payload))
+        self.error = StreamError(one_line(message, 400), error_http_status(payload))
 
     def apply_chunk(self, chunk: dict[str, Any]) -> None:
-        """One ``chat.completion.chunk`` object."""
+        """One ``chat.completion.chunk`` object.
+
+        On the per-token path: ``x.__class__ is dict`` (and ``in`` before a
+        lookup of a key that is usually absent) is tried before the general test.
+        """
         if not self.meta:
             self._keep_meta(chunk)
-        usage = chunk.get("usage")
-        if usage:
-            self.usage = usage
+        if "usage" in chunk and chunk["usage"] and isinstance(chunk["usage"], dict):
+            self.usage = chunk["usage"]
+        finished = False
         choices = chunk.get("choices")
-        if choices:
+        if choices and (choices.__class__ is list or isinstance(choices, list)):
             for choice in choices:
-                if isinstance(choice, dict):
-                    self._choice_delta(choice)
-        if chunk.get("error") is not None:
-            self._fail(chunk, orjson.dumps(chunk["error"]).decode())
-        elif self.finish_reason == "error":
+                if choice.__class__ is not dict and not isinstance(choice, dict):
+                    continue
+                index = choice_index(choice.get("index"))
+                if index is None:
+                    continue
+                state = self.choices.get(index)
+                if state is None:
+                    state = self.choices[index] = ChoiceState(index)
+                    if index == 0 and self.meta:
+                        self._state0 = state
+                delta = choice.get("delta")
+                if delta and (delta.__class__ is dict or isinstance(delta, dict)):
+                    content = delta.get("content")
+                    if content.__class__ is str and len(delta) == 1:  # the usual delta
+                        if content:
+                            if self.keep_text:
+                                state.content.append(content)
+                            if index == 0:
+                                self.new_text.append(content)
+                    else:
+                        self._delta(state, delta)
+                finish = choice.get("finish_reason")
+                if finish:
+                    state.finish_reason = finish
+                    finished = True
+        if "error" in chunk and chunk["error"] is not None:
+            self._fail(chunk, json_text(chunk["error"]))
+        elif finished and self.finish_reason == "error":
             self._fail(chunk, "the server ended the answer with finish_reason 'error'")
 
-    def _choice_delta(self, choice: dict[str, Any]) -> None:
-        index = choice.get("index") or 0
-        state = self.choices.get(index)
-        if state is None:
-            state = self.choices[index] = ChoiceState(index)
-        delta = choice.get("delta")
-        if isinstance(delta, dict):
-            self._add_text(state, delta)
-            tool_calls = delta.get("tool_calls")
-            if tool_calls and isinstance(tool_calls, list):
-                state.add_tool_call_deltas(tool_calls)
-            if delta.get("role"):
-                state.role = delta["role"]
-        finish = choice.get("finish_reason")
-        if finish:
-            state.finish_reason = finish
+    def _delta(self, state: ChoiceState, delta: dict[str, Any]) -> None:
+        self._add_text(state, delta)
+        tool_calls = delta.get("tool_calls")
+        if tool_calls and isinstance(tool_calls, list):
+            state.add_tool_call_deltas(tool_calls)
+        if _text(delta.get("role")):
+            state.role = delta["role"]
 
     def _add_text(self, state: ChoiceState, delta: dict[str, Any]) -> None:
         """Content and reasoning of a delta (or a whole message); DeepSeek names the
         reasoning ``reasoning_content``, vLLM and OpenRouter ``reasoning``."""
         content = delta.get("content")
         if content and isinstance(content, str):
-            state.content.append(content)
+            if self.keep_text:
+                state.content.append(content)
             if state.index == 0:
                 self.new_text.append(content)
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if reasoning and isinstance(reasoning, str):
-            state.reasoning.append(reasoning)
+            if self.keep_text:
+                state.reasoning.append(reasoning)
             if state.index == 0:
                 self.new_reasoning.append(reasoning)
 
     def _keep_meta(self, chunk: dict[str, Any]) -> None:
         for key in ("id", "model", "created", "system_fingerprint"):
-            if chunk.get(key):
-                self.meta[key] = chunk[key]
+            value = chunk.get(key)
+            if value and value.__class__ in (str, int):
+                self.meta[key] = value
 
     def apply_completion(self, body: Any) -> None:
         """A whole non-streamed reply: a ``chat.completion`` or an error object."""
@@ -280,12 +438,15 @@ class CompletionAccumulator:
             self.error = StreamError(message, error_http_status(body))
             return
         self._keep_meta(body)
-        if body.get("usage"):
+        if body.get("usage") and isinstance(body["usage"], dict):
             self.usage = body["usage"]
-        for choice in body.get("choices") or []:
+        choices = body.get("choices")
+        for choice in choices if isinstance(choices, list) else []:
             if not isinstance(choice, dict):
                 continue
-            index = choice.get("index") or 0
+            index = choice_index(choice.get("index"))
+            if index is None:
+                continue
             state = self.choices.setdefault(index, ChoiceState(index))
             message = choice.get("message")
             if not isinstance(message, dict):
@@ -321,7 +482,7 @@ class CompletionAccumulator:
         warnings = []
         if not self.done:
             warnings.append(
-                f"warning: the stream ended without [DONE] after finish_reason '{finish}'"
+                f"warning: the stream ended without [DONE] after finish_reason '{one_line(str(finish), 80)}'"
                 " (a trailing usage chunk may have been lost)"
             )
         if self.bad_payloads:
@@ -357,23 +518,38 @@ class CompletionAccumulator:
         return IncompleteStream(message)
 
     def completion_object(self) -> dict[str, Any]:
-        """The whole answer as one ``chat.completion`` object (for ``--json``)."""
+        """The whole answer as one ``chat.completion`` object (for ``--json``).
+
+        Values taken from the server as they came (usage, finish reasons, tool
+        calls) are dropped to null if orjson cannot write them back."""
         choices = [
             {
                 "index": state.index,
                 "message": state.message(),
-                "finish_reason": state.finish_reason,
+                "finish_reason": _writable(state.finish_reason),
             }
             for _, state in sorted(self.choices.items())
         ]
+        for choice in choices:
+            if "tool_calls" in choice["message"]:
+                choice["message"]["tool_calls"] = _writable(choice["message"]["tool_calls"])
         return {
             "id": self.meta.get("id", ""),
             "object": "chat.completion",
             "created": self.meta.get("created", 0),
             "model": self.meta.get("model", ""),
             "choices": choices,
-            "usage": self.usage,
+            "usage": _writable(self.usage),
         }
+
+
+def _writable(value: Any) -> Any:
+    """``value`` if orjson can write it, else None (JSON nested deeper than it allows)."""
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return None
+    return value
 
 
 def one_line(text: str, limit: int = 120) -> str:

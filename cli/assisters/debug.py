@@ -21,7 +21,7 @@ from assisters.exchange import BodyDecoder, Exchange, OutgoingRequest, ResponseH
 from assisters.recording import redact_headers
 from assisters.sse import Comment, Event, Field, SSEDecoder
 from assisters.stream import check_status, guarded_reads
-from assisters.terminal import Streams
+from assisters.terminal import Streams, direct_write, write_rest
 
 
 @dataclass
@@ -42,6 +42,10 @@ class EventPrinter:
 
     def __init__(self, streams: Streams, *, pretty: bool, comments: bool) -> None:
         self._out = streams.stdout
+        self._direct = direct_write(streams.stdout)
+        if self._direct is not None:
+            self._out.flush()  # what went through the buffer before comes first
+        self._lines: list[bytes] = []  # written by flush, once per network read
         self._pretty = pretty
         self._comments = comments
         self._styled = streams.stdout_styled
@@ -53,18 +57,19 @@ class EventPrinter:
         record["data"] = payload if parsed else event.data
         if not parsed:
             record["json"] = False
-        if event.data.startswith("[DONE]"):
+        done = event.data.startswith("[DONE]")
+        if done:
             record["done"] = True
         if self._pretty:
             label = f"Chunk {index} (+{ms:.1f} ms)"
             if event.type != "message":
                 label += f" event: {event.type}"
-            if not parsed:
-                label += " [not JSON]" if not record.get("done") else ""
+            if not parsed and not done:
+                label += " [not JSON]"
             body = orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode() if parsed else event.data
             self._block(label, body)
         else:
-            self._line(record)
+            self._lines.append(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
 
     def comment(self, ms: float, comment: Comment) -> None:
         if not self._comments:
@@ -81,7 +86,7 @@ class EventPrinter:
             self._line({"ms": round(ms, 3), "field": item.name, "value": item.value})
 
     def _line(self, record: dict[str, Any]) -> None:
-        self._out.write(orjson.dumps(record) + b"\n")
+        self._lines.append(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
 
     def _block(self, label: str, body: str) -> None:
         if self._styled:
@@ -89,34 +94,56 @@ class EventPrinter:
         else:
             label += ":"
         indented = "\n".join("  " + line for line in body.split("\n"))
-        self._out.write(f"{label}\n{indented}\n".encode("utf-8", "replace"))
+        self._lines.append(f"{label}\n{indented}\n".encode("utf-8", "replace"))
 
     def flush(self) -> None:
-        self._out.flush()
+        """What the read brought, in one write."""
+        lines = self._lines
+        if not lines:
+            return
+        data = b"".join(lines)
+        lines.clear()
+        direct = self._direct
+        if direct is None:
+            self._out.write(data)
+            self._out.flush()
+            return
+        written = direct(data)
+        if written != len(data):
+            write_rest(self._out, data, written)
 
 
 def consume_debug(exchange: Exchange, printer: EventPrinter, timing: Timing,
                   streams: Streams) -> None:
     """Show every item, then the summary; raise as ``chat`` would for the same stream."""
     body_decoder = check_status(exchange)
-    answer = CompletionAccumulator()
+    answer = CompletionAccumulator(keep_text=False)  # the text is shown per event, not kept
     stats = DebugStats()
     broken: list[AssistersError] = []
     if exchange.head.is_json:
         _json_reply(guarded_reads(exchange, broken), body_decoder, answer, printer, stats, timing)
     else:
         decoder = SSEDecoder(comments=True)
-        for data in guarded_reads(exchange, broken):
-            if timing.first_byte is None:
-                timing.first_byte = time.perf_counter()
-            ms = exchange.recorded_ms
-            if ms is None:
-                ms = (time.perf_counter() - timing.start) * 1000
-            decoded = body_decoder.decode(data)
-            stats.body_bytes += len(decoded)
-            for item in decoder.feed(decoded):
-                _item(item, ms, answer, printer, stats, timing)
-            printer.flush()
+        feed = decoder.feed
+        decode = body_decoder.decode
+        clock = time.perf_counter
+        try:
+            for data in guarded_reads(exchange, broken):
+                if timing.first_byte is None:
+                    timing.first_byte = clock()
+                ms = exchange.recorded_ms
+                if ms is None:
+                    ms = (clock() - timing.start) * 1000
+                decoded = decode(data)
+                stats.body_bytes += len(decoded)
+                for item in feed(decoded):
+                    if type(item) is Event:
+                        _event(item, ms, answer, printer, stats, timing)
+                    else:
+                        _item(item, ms, answer, printer, stats)
+                printer.flush()
+        finally:
+            printer.flush()  # an interrupted read's events too
         if decoder.pending:
             pending = one_line(decoder.pending_text, 500)
             stats.notes.append(f"unterminated last event discarded: {pending}")
@@ -153,36 +180,39 @@ def _json_reply(reads: Iterator[bytes], body_decoder: BodyDecoder, answer: Compl
     timing.first_token = time.perf_counter()
 
 
-def _item(item: Any, ms: float, answer: CompletionAccumulator, printer: EventPrinter,
-          stats: DebugStats, timing: Timing) -> None:
+def _item(item: Comment | Field, ms: float, answer: CompletionAccumulator, printer: EventPrinter,
+          stats: DebugStats) -> None:
     if type(item) is Comment:
         stats.comments += 1
         printer.comment(ms, item)
         return
-    if type(item) is Field:
-        stats.unknown_fields += 1
-        printer.field(ms, item)
-        answer.apply(item)
-        return
+    stats.unknown_fields += 1
+    printer.field(ms, item)
+    answer.apply(item)
+
+
+def _event(event: Event, ms: float, answer: CompletionAccumulator, printer: EventPrinter,
+           stats: DebugStats, timing: Timing) -> None:
     stats.events += 1
     if stats.done:
         stats.after_done += 1
-    if item.data.startswith("[DONE]"):
+    data = event.data
+    done = data.startswith("[DONE]")
+    if done:
         stats.done = True
-    payload = parse_json(item.data)
-    parsed = payload is not None or item.data.strip() == "null"
-    if not parsed and item.data and not item.data.startswith("[DONE]"):
+    payload = parse_json(data)
+    parsed = payload is not None or data.strip() == "null"
+    if not parsed and data and not done:
         stats.unparsable += 1
-    before = len(answer.choices.get(0).content) if 0 in answer.choices else 0
-    answer.apply(item)
-    after = len(answer.choices.get(0).content) if 0 in answer.choices else 0
-    if after > before:
+    answer.apply_parsed(event, payload)  # parsed once, for the printer and the answer
+    if answer.new_text:
         stats.content_chunks += 1
         if timing.first_token is None:
             timing.first_token = time.perf_counter()
-    answer.take_text()
-    answer.take_reasoning()
-    printer.event(stats.events, ms, item, payload, parsed)
+        answer.new_text.clear()
+    if answer.new_reasoning:
+        answer.new_reasoning.clear()
+    printer.event(stats.events, ms, event, payload, parsed)
 
 
 def summary(answer: CompletionAccumulator, stats: DebugStats, timing: Timing,
@@ -191,18 +221,20 @@ def summary(answer: CompletionAccumulator, stats: DebugStats, timing: Timing,
         value = timing.since_start(when)
         return "-" if value is None else f"{value * 1000:.1f} ms"
 
-    usage = answer.usage or {}
+    usage = answer.usage if isinstance(answer.usage, dict) else {}
     completion_tokens = usage.get("completion_tokens")
     tokens_per_second = timing.tokens_per_second(completion_tokens)
     speed = "-" if tokens_per_second is None else f"{tokens_per_second:.1f} tokens/s"
     usage_text = (f"{usage.get('prompt_tokens')} prompt + {completion_tokens} completion = "
                   f"{usage.get('total_tokens')} total" if usage else "none sent")
+    usage_text = one_line(usage_text, 200)
     lines = [
         f"summary: {stats.events} events, {stats.content_chunks} content chunks, "
         f"{stats.comments} comments, {stats.body_bytes} body bytes",
         f"  time to first byte {ms(timing.first_byte)}, first token {ms(timing.first_token)}, "
         f"total {ms(timing.end)}, {speed}",
-        f"  finish_reason {answer.finish_reason or '-'}, [DONE] {'yes' if stats.done else 'no'}, "
+        f"  finish_reason {one_line(str(answer.finish_reason or '-'), 80)}, "
+        f"[DONE] {'yes' if stats.done else 'no'}, "
         f"usage {usage_text}",
         "  anomalies: " + (", ".join(anomalies(answer, stats, broken)) or "none"),
     ]

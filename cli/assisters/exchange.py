@@ -211,6 +211,11 @@ class BodyDecoder:
             else:
                 raise ProtocolError(f"the response uses an unsupported content encoding: {encoding}")
 
+    @property
+    def decodes(self) -> bool:
+        """False when the body has no content encoding: ``decode`` would return its input."""
+        return bool(self._decoders)
+
     def decode(self, data: bytes) -> bytes:
         try:
             for decoder in self._decoders:

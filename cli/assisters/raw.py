@@ -1,7 +1,7 @@
 """``assisters raw``: a request body in, the response bytes out, untouched.
 
 The body is sent as given; the response body goes to stdout exactly as received
-(transfer framing removed, nothing else), written and flushed per network read.
+(transfer framing removed, nothing else), written at once per network read.
 ``--events`` prints each SSE data payload on its own line instead (JSON made
 compact, ``[DONE]`` dropped), for ``jq``.
 """
@@ -17,6 +17,7 @@ from assisters.errors import AssistersError, RequestError
 from assisters.exchange import BodyDecoder, Exchange, OutgoingRequest
 from assisters.sse import Event, SSEDecoder
 from assisters.stream import guarded_reads
+from assisters.terminal import direct_write, write_rest
 
 RAW_DEFAULT_HEADERS = {
     "content-type": ("Content-Type", "application/json"),
@@ -56,23 +57,49 @@ def consume_raw(exchange: Exchange, out: BinaryIO, *, events: bool) -> None:
     """Copy the body to ``out``; a non-2xx still goes to stdout, then raises."""
     broken: list[AssistersError] = []
     head = exchange.head
-    if events and head.is_success:
+    if not head.is_success:
+        _copy_error(exchange, out, broken)
+    elif events:
         _copy_events(exchange, out, broken)
     else:
-        body = bytearray()
-        for data in guarded_reads(exchange, broken):
-            out.write(data)
-            out.flush()
-            if not head.is_success and len(body) < 65536:
-                body += data
-        if not head.is_success:
-            try:
-                decoded = BodyDecoder(head.header("content-encoding")).decode(bytes(body))
-            except AssistersError:
-                decoded = b""
-            raise status_error(head, decoded)
+        _copy_body(exchange, out, broken)
     if broken:
         raise broken[0]
+
+
+def _copy_body(exchange: Exchange, out: BinaryIO, broken: list[AssistersError]) -> None:
+    """Each read to ``out`` at once: straight to the file when ``out`` is stdout."""
+    direct = direct_write(out)
+    try:  # what guarded_reads does, without its generator on the per-read path
+        if direct is None:
+            write, flush = out.write, out.flush
+            for data in exchange.reads():
+                write(data)
+                flush()
+        else:
+            out.flush()
+            for data in exchange.reads():
+                written = direct(data)
+                if written != len(data):
+                    write_rest(out, data, written)
+    except AssistersError as exc:
+        broken.append(exc)
+
+
+def _copy_error(exchange: Exchange, out: BinaryIO, broken: list[AssistersError]) -> None:
+    """A non-2xx body to ``out`` as it arrives, then its status as the error."""
+    head = exchange.head
+    body = bytearray()
+    for data in guarded_reads(exchange, broken):
+        out.write(data)
+        out.flush()
+        if len(body) < 65536:
+            body += data
+    try:
+        decoded = BodyDecoder(head.header("content-encoding")).decode(bytes(body))
+    except AssistersError:
+        decoded = b""
+    raise status_error(head, decoded)
 
 
 def _copy_events(exchange: Exchange, out: BinaryIO, broken: list[AssistersError]) -> None:
@@ -82,16 +109,28 @@ def _copy_events(exchange: Exchange, out: BinaryIO, broken: list[AssistersError]
         out.write(_compact(body.decode("utf-8", "replace")) + b"\n")
         out.flush()
         return
-    decoder = SSEDecoder()
+    feed = SSEDecoder().feed_data
+    decode = body_decoder.decode
+    compact = _compact_line
     for data in guarded_reads(exchange, broken):
-        lines = [
-            _compact(item.data) + b"\n"
-            for item in decoder.feed(body_decoder.decode(data))
-            if type(item) is Event and item.data and not item.data.startswith("[DONE]")
-        ]
+        lines = []
+        for item in feed(decode(data)):
+            if item.__class__ is bytes:
+                if item and not item.startswith(b"[DONE]"):  # type: ignore[arg-type]
+                    lines.append(compact(item))  # type: ignore[arg-type]
+            elif type(item) is Event and item.data and not item.data.startswith("[DONE]"):
+                lines.append(_compact(item.data) + b"\n")
         if lines:
             out.write(b"".join(lines))
             out.flush()
+
+
+def _compact_line(data: bytes) -> bytes:
+    """A data payload's bytes as one line: JSON made compact, anything else as it came."""
+    try:
+        return orjson.dumps(orjson.loads(data), option=orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONDecodeError:  # not JSON, or not UTF-8: as the decoded text would be
+        return _compact(data.decode("utf-8", "replace")) + b"\n"
 
 
 def _compact(data: str) -> bytes:

@@ -1,11 +1,13 @@
-"""Building the request: the prompt from arguments and stdin, and the JSON body."""
+"""Building the request: the prompt from arguments and stdin, and the JSON body.
+
+Imported by the command definitions, so it imports orjson only when a body is
+built: ``--help``, ``--version`` and shell completion never load it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-
-import orjson
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ def compose_prompt(args: tuple[str, ...] | list[str], stdin_text: str | None) ->
 
 def parse_option_value(value: str) -> Any:
     """``-o KEY VALUE``: VALUE as JSON when it is valid JSON, else the string."""
+    import orjson
+
     try:
         return orjson.loads(value)
     except orjson.JSONDecodeError:
@@ -64,4 +68,6 @@ def build_chat_body(prompt: str, options: ChatOptions) -> dict[str, Any]:
 
 
 def encode_body(body: dict[str, Any]) -> bytes:
+    import orjson
+
     return orjson.dumps(body)

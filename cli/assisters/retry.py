@@ -178,7 +178,7 @@ def _summed(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
 
 def run_chat(open_attempt: AttemptOpener, sink: ChatSink, *, body: bytes | None, policy: RetryPolicy,
              notify: Notify, timing: Timing, watch: Watchdog | None = None,
-             stdout_fd: int | None = None) -> ChatResult:
+             stdout_fd: int | None = None, keep_text: bool = True) -> ChatResult:
     """Run the chat request until it completes, retrying and resuming per ``policy``.
 
     Raises the last attempt's :class:`AssistersError` when it gives up; text
@@ -192,7 +192,7 @@ def run_chat(open_attempt: AttemptOpener, sink: ChatSink, *, body: bytes | None,
     attempt_body: bytes | None = None  # None: the request's own body
     prefix = ""
     while True:
-        answer = CompletionAccumulator()
+        answer = CompletionAccumulator(keep_text=keep_text)
         target: _Shown | _SkipEcho = _SkipEcho(shown, prefix) if prefix else shown
         reads_before = shown.reads
         completed = False

@@ -97,7 +97,8 @@ def render_chat(open_exchange: ExchangeOpener, streams: Streams, *, as_json: boo
     notify = (lambda line: None) if quiet else streams.warn
     try:
         result = run_chat(open_exchange, sink, body=request_body, policy=policy or RetryPolicy(max_retries=0),
-                          notify=notify, timing=timing, watch=watch, stdout_fd=_fileno(streams.stdout))
+                          notify=notify, timing=timing, watch=watch, stdout_fd=_fileno(streams.stdout),
+                          keep_text=as_json)
     finally:
         sink.close()
     if as_json:

@@ -6,8 +6,9 @@ from typing import Any
 
 import orjson
 
+from assisters.completion import one_line
 from assisters.stream import ChatResult
-from assisters.terminal import Spinner, Streams, dim
+from assisters.terminal import Spinner, Streams, dim, direct_write, write_rest
 
 
 class _Waiting:
@@ -32,33 +33,58 @@ class TextSink:
     def __init__(self, streams: Streams) -> None:
         self._streams = streams
         self._out = streams.stdout
-        self._waiting = _Waiting(streams)
+        self._direct = direct_write(streams.stdout)
+        self._waiting: _Waiting | None = _Waiting(streams)
         self._show_reasoning = streams.stderr_is_tty
         self._reasoning_open = False
+        self._plain = False  # no spinner to stop, no reasoning line to end: just write
         self._last = b""
 
     def text(self, text: str) -> None:
-        self._waiting.over()
+        if not self._plain:
+            self._before_text()
+        try:
+            data = text.encode()
+        except UnicodeEncodeError:  # a lone surrogate
+            data = text.encode("utf-8", "replace")
+        self._last = data
+        direct = self._direct
+        if direct is not None:
+            written = direct(data)
+            if written == len(data):
+                return
+            write_rest(self._out, data, written)
+        else:
+            self._out.write(data)
+            self._out.flush()
+
+    def _before_text(self) -> None:
+        self._out.flush()  # anything written through the buffer goes before direct writes
+        if self._waiting is not None:
+            self._waiting.over()
+            self._waiting = None
         if self._reasoning_open:
             self._streams.stderr.write("\n\n")
             self._streams.stderr.flush()
             self._reasoning_open = False
-        data = text.encode("utf-8", "replace")
-        self._out.write(data)
-        self._out.flush()
-        self._last = data
+        self._plain = True
 
     def reasoning(self, text: str) -> None:
         if not self._show_reasoning:
             return
-        self._waiting.over()
+        if self._waiting is not None:
+            self._waiting.over()
+            self._waiting = None
         self._streams.stderr.write(dim(text, self._streams.stderr_styled))
         self._streams.stderr.flush()
         self._reasoning_open = True
+        self._plain = False
 
     def close(self) -> None:
         """End of output, however it ended: erase the spinner, end the terminal line."""
-        self._waiting.over()
+        if self._waiting is not None:
+            self._waiting.over()
+            self._waiting = None
         if self._reasoning_open:
             self._streams.stderr.write("\n")
             self._streams.stderr.flush()
@@ -92,11 +118,12 @@ class JsonSink:
 def usage_line(result: ChatResult) -> str:
     """``-u``: tokens, time to first token and speed, on one stderr line."""
     timing = result.timing
-    usage = result.answer.usage or {}
+    usage = result.answer.usage if isinstance(result.answer.usage, dict) else {}
     parts = []
     prompt, completion, total = (usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens"))
     if isinstance(completion, int):
-        parts.append(f"{prompt} prompt + {completion} completion = {total} tokens")
+        parts.append(f"{one_line(str(prompt), 40)} prompt + {completion} completion = "
+                     f"{one_line(str(total), 40)} tokens")
     else:
         parts.append("the server sent no usage")
     ttft = timing.since_start(timing.first_token)

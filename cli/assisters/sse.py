@@ -66,7 +66,16 @@ class SSEDecoder:
     """Turns a byte stream, split into reads anywhere, into SSE items.
 
     ``feed`` returns the items completed by a read; ``close`` ends the stream.
-    Comments are only reported when ``comments`` is true.
+    Comments are only reported when ``comments`` is true. ``feed_data`` is the
+    same with the usual event (one ``data`` line, no other field) returned as
+    the undecoded bytes of its value, for consumers that parse it themselves
+    and want no object per event.
+
+    Reads without a CR (nearly every stream) take a fast path: the bytes up to
+    the last blank line are split into events at once, and an event that is a
+    single ``data`` line is taken without going through it line by line.
+    Everything else, and every read with a CR in it, follows the rules one line
+    at a time; both paths leave the same state behind, so reads may alternate.
     """
 
     __slots__ = (
@@ -75,33 +84,125 @@ class SSEDecoder:
         "_comments",
         "_data",
         "_last_id",
+        "_pending",
         "_scanned",
         "_skip_lf",
         "_type",
+        "idle",
         "retry",
     )
 
     def __init__(self, *, comments: bool = False) -> None:
-        self._buf = bytearray()
+        self._buf = bytearray()  # an incomplete last line: never holds a line end
         self._scanned = 0  # bytes of _buf known to hold no line end
         self._skip_lf = False  # the previous read ended with CR
         self._at_start = True
+        # True when a line since the last blank line may have left state for the
+        # next dispatch (and before the first line, for the BOM): the fast path then
+        # waits for a blank line, going line by line.
+        self._pending = True
+        # Read-only outside: nothing pending, nothing buffered, no CR just before. A read
+        # that is then exactly b"data: " + value + b"\n\n", with no CR or LF in the value,
+        # is one message event with that data and leaves the state as it was (the
+        # fast path of feed and feed_data; a consumer may take such a read itself).
+        self.idle = False
         self._data: list[str] = []
         self._type = ""
         self._last_id: str | None = None
         self._comments = comments
         self.retry: int | None = None
 
+    @property
+    def last_id(self) -> str | None:
+        """The last event ID seen so far (``id`` field), or None."""
+        return self._last_id
+
     def feed(self, chunk: bytes) -> list[Item]:
-        out: list[Item] = []
-        if not chunk:
-            return out
-        if self._skip_lf:
+        if self.idle and chunk[:6] == b"data: " and chunk[-2:] == b"\n\n":
+            # The usual read: exactly one event of one data line, nothing before it.
+            value = chunk[6:-2]
+            if 10 not in value and 13 not in value:
+                return [Event("message", value.decode("utf-8", "replace"), self._last_id)]
+        return self._feed(chunk, True)  # type: ignore[return-value]
+
+    def feed_data(self, chunk: bytes) -> list[bytes | Item]:
+        """Like :meth:`feed`, but an event that the fast path takes whole (one
+        ``data`` line and nothing else: nearly every event of a typical stream,
+        though not the first) comes as its value's bytes, not decoded (invalid
+        UTF-8 is the caller's to replace), instead of an :class:`Event`. Its
+        type is ``message``; its id is not reported (use :meth:`feed` when ids
+        matter). Every other event still comes as an Event."""
+        if self.idle and chunk[:6] == b"data: " and chunk[-2:] == b"\n\n":
+            value = chunk[6:-2]
+            if 10 not in value and 13 not in value:
+                return [value]
+        return self._feed(chunk, False)
+
+    def _feed(self, chunk: bytes, decode: bool) -> list[bytes | Item]:
+        out: list[bytes | Item] = []
+        if self._skip_lf and chunk:
             self._skip_lf = False
             if chunk[0] == 0x0A:
                 chunk = chunk[1:]
-                if not chunk:
-                    return out
+        if 13 in chunk:  # CR
+            self._feed_lines(chunk, out)  # type: ignore[arg-type]
+            self.idle = not (self._pending or self._buf or self._skip_lf)
+            return out
+        buf = self._buf
+        if buf:
+            buf += chunk
+            if 10 not in chunk:  # still inside the same line: no rescan, no copy
+                self._scanned = len(buf)
+                self.idle = False
+                return out
+            data = bytes(buf)
+            buf.clear()
+            self._scanned = 0
+        else:
+            data = chunk
+        pos = 0
+        if self._pending:
+            # An event in progress: its remaining lines one at a time, up to its blank line.
+            while (end := data.find(b"\n", pos)) >= 0:
+                self._line(data[pos:end].decode("utf-8", "replace"), out)  # type: ignore[arg-type]
+                pos = end + 1
+                if not self._pending:
+                    break
+        if not self._pending and (last := data.rfind(b"\n\n", pos)) >= 0:
+            if data.find(b"\n", pos) != last:
+                for block in data[pos:last].split(b"\n\n"):
+                    self._block(block, decode, out)
+            elif data.startswith(b"data:", pos):  # the usual event: one data line
+                value = data[pos + 6 : last] if data[pos + 5] == 0x20 else data[pos + 5 : last]
+                out.append(Event("message", value.decode("utf-8", "replace"), self._last_id)
+                           if decode else value)
+            else:
+                self._block(data[pos:last], decode, out)
+            pos = last + 2
+        if pos < len(data):
+            # After the last blank line: complete lines now (an unknown field is
+            # reported at once), the incomplete one kept for the next read.
+            while (end := data.find(b"\n", pos)) >= 0:
+                self._line(data[pos:end].decode("utf-8", "replace"), out)  # type: ignore[arg-type]
+                pos = end + 1
+            if pos < len(data):
+                buf += data[pos:]
+                self._scanned = len(buf)
+        self.idle = not (self._pending or buf)
+        return out
+
+    def _block(self, block: bytes, decode: bool, out: list[bytes | Item]) -> None:
+        """The lines between two blank lines, with nothing pending before them."""
+        if block[:5] == b"data:" and b"\n" not in block:
+            value = block[6:] if block[5:6] == b" " else block[5:]
+            out.append(Event("message", value.decode("utf-8", "replace"), self._last_id) if decode else value)
+            return
+        for text in block.split(b"\n"):
+            self._line(text.decode("utf-8", "replace"), out)  # type: ignore[arg-type]
+        self._dispatch(out)  # type: ignore[arg-type]
+
+    def _feed_lines(self, chunk: bytes, out: list[Item]) -> None:
+        """The general path: any line ends, one line at a time."""
         buf = self._buf
         buf += chunk
         search = _LINE_END.search
@@ -116,7 +217,6 @@ class SSEDecoder:
             self._skip_lf = start == len(buf) and buf[start - 1] == _CR
             del buf[:start]
         self._scanned = len(buf)
-        return out
 
     def close(self) -> list[Item]:
         """End of stream: an unterminated line or event is discarded, per the standard."""
@@ -124,6 +224,8 @@ class SSEDecoder:
         self._scanned = 0
         self._data.clear()
         self._type = ""
+        self._pending = self._at_start
+        self.idle = not (self._pending or self._skip_lf)
         return []
 
     @property
@@ -157,8 +259,10 @@ class SSEDecoder:
             value = value[1:]
         if name == "data":
             self._data.append(value)
+            self._pending = True
         elif name == "event":
             self._type = value
+            self._pending = True
         elif name == "id":
             if "\0" not in value:
                 self._last_id = value
@@ -173,3 +277,4 @@ class SSEDecoder:
             out.append(Event(self._type or "message", "\n".join(self._data), self._last_id))
             self._data.clear()
         self._type = ""
+        self._pending = False

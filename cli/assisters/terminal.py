@@ -6,9 +6,10 @@ calls ``isatty`` or reads ``NO_COLOR``, and tests can build their own.
 
 from __future__ import annotations
 
+import io
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import BinaryIO, TextIO
 
@@ -62,6 +63,27 @@ def system_streams(environ: Mapping[str, str]) -> Streams:
         stdout_styled=styling_allowed(out_tty, environ),
         stderr_styled=styling_allowed(err_tty, environ) and err_tty,
     )
+
+
+def direct_write(out: BinaryIO) -> Callable[[bytes], int | None] | None:
+    """The write of the file under ``out`` when ``out`` is a plain buffered file
+    (the process's stdout), else None.
+
+    Output that is flushed after every write gains nothing from the buffer, and
+    writing to the file itself saves a copy and a call per write. Flush ``out``
+    before the first direct write, so what went through it comes first. The
+    function may write less than it was given (a signal, a non-blocking file):
+    the caller then writes the rest through ``out``, see :func:`write_rest`.
+    """
+    if type(out) is not io.BufferedWriter:
+        return None
+    return out.raw.write  # type: ignore[no-any-return]
+
+
+def write_rest(out: BinaryIO, data: bytes, written: int | None) -> None:
+    """After a short direct write: the rest through ``out``, then flushed."""
+    out.write(data[written or 0 :])
+    out.flush()
 
 
 def dim(text: str, styled: bool) -> str:
