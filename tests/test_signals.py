@@ -121,3 +121,22 @@ def test_ctrl_c_on_a_terminal_ends_the_line(slow_server):
     assert screen.endswith(b"\r\n")
     assert b"Traceback" not in screen
     assert wait_until(lambda: slow_server.disconnects == 1)
+
+
+def test_a_retry_notice_on_a_terminal_replaces_the_spinner():
+    options = ServeOptions(head_delay=0.4, fail_status=503, fail_times=1, retry_after=0.2)
+    with ChatServer(options) as server:
+        status, screen = run_on_terminal(cli_command("chat", "-m", "echo", "again"), env_for(server))
+    assert status == 0
+    before, _, after = screen.partition(b"HTTP 503")
+    assert before.endswith(b"\r\x1b[Kassisters: ")  # the spinner was erased first
+    assert after.endswith(b"(attempt 2 of 3)\r\nagain\r\n")
+
+
+def test_a_resume_notice_on_a_terminal_is_on_its_own_line():
+    with ChatServer(ServeOptions(drop_after=1)) as server:
+        status, screen = run_on_terminal(cli_command("chat", "-m", "echo", "--resume", "one two"),
+                                         env_for(server, NO_COLOR="1"))
+    assert status == 0
+    assert screen.startswith(b"one\r\nassisters: the stream broke")
+    assert screen.endswith(b"(resume 1 of 3)\r\n two\r\n")

@@ -94,7 +94,7 @@ def render_chat(open_exchange: ExchangeOpener, streams: Streams, *, as_json: boo
     """
     sink = JsonSink(streams) if as_json else TextSink(streams)
     timing = Timing()
-    notify = (lambda line: None) if quiet else streams.warn
+    notify = (lambda line: None) if quiet else sink.notice
     try:
         result = run_chat(open_exchange, sink, body=request_body, policy=policy or RetryPolicy(max_retries=0),
                           notify=notify, timing=timing, watch=watch, stdout_fd=_fileno(streams.stdout),

@@ -80,6 +80,22 @@ class TextSink:
         self._reasoning_open = True
         self._plain = False
 
+    def notice(self, line: str) -> None:
+        """A retry or resume notice: the spinner goes, and on a terminal the line
+        does not run on from text already shown (stdout's bytes are unchanged)."""
+        if self._waiting is not None:
+            self._waiting.over()
+            self._waiting = None
+        stderr = self._streams.stderr
+        if self._reasoning_open:
+            stderr.write("\n")
+            self._reasoning_open = False
+        elif self._streams.stdout_is_tty and self._last and not self._last.endswith(b"\n"):
+            stderr.write("\n")
+        stderr.write(line + "\n")
+        stderr.flush()
+        self._plain = False
+
     def close(self) -> None:
         """End of output, however it ended: erase the spinner, end the terminal line."""
         if self._waiting is not None:
@@ -110,6 +126,10 @@ class JsonSink:
         self._waiting.over()
         self._streams.stdout.write(orjson.dumps(completion) + b"\n")
         self._streams.stdout.flush()
+
+    def notice(self, line: str) -> None:
+        self._waiting.over()
+        self._streams.warn(line)
 
     def close(self) -> None:
         self._waiting.over()
