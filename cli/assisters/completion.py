@@ -242,6 +242,11 @@ class CompletionAccumulator:
             if chunk.__class__ is not dict:
                 self.note_bad_payload(item.decode("utf-8", "replace"))  # type: ignore[union-attr]
                 continue
+            content = self._usual(chunk)
+            if content is not None:
+                if content:
+                    self.new_text.append(content)
+                continue
             self.apply_chunk(chunk)
             if self.error is not None:
                 return
@@ -256,7 +261,7 @@ class CompletionAccumulator:
         finish reason, a delta with content only, no usage or error, once choice
         0 and the metadata are known) nothing is built but the parsed JSON.
         """
-        if (decoder.idle and data[:6] == b"data: " and data[-2:] == b"\n\n"
+        if (decoder.idle and data[-2:] == b"\n\n" and data[:6] == b"data: "
                 and not self.done and self.error is None):
             value = data[6:-2]
             if 10 not in value and 13 not in value:
@@ -266,28 +271,37 @@ class CompletionAccumulator:
                     chunk = None  # [DONE], or not JSON: the general path below
                 if chunk.__class__ is dict:
                     self.events += 1
-                    choices = chunk.get("choices")
-                    if (choices.__class__ is list and len(choices) == 1
-                            and (state := self._state0) is not None
-                            and ("usage" not in chunk or not chunk["usage"])
-                            and ("error" not in chunk or chunk["error"] is None)):
-                        choice = choices[0]
-                        if choice.__class__ is dict:
-                            delta = choice.get("delta")
-                            if (delta.__class__ is dict and len(delta) == 1 and not choice.get("index")
-                                    and not choice.get("finish_reason")):
-                                content = delta.get("content")
-                                if content.__class__ is str:
-                                    if content and self.keep_text:
-                                        state.content.append(content)
-                                    if self.new_text:  # left by an earlier apply: keep the order
-                                        self.new_text.append(content)
-                                        return self.take_text()
-                                    return content
-                    self.apply_chunk(chunk)  # type: ignore[arg-type]
+                    content = self._usual(chunk)  # type: ignore[arg-type]
+                    if content is None:
+                        self.apply_chunk(chunk)  # type: ignore[arg-type]
+                    elif not self.new_text:
+                        return content
+                    else:  # text left by an earlier apply goes first
+                        self.new_text.append(content)
                     return self.take_text() if self.new_text else ""
         self.apply_items(decoder.feed_data(data))
         return self.take_text() if self.new_text else ""
+
+    def _usual(self, chunk: dict[str, Any]) -> str | None:
+        """The usual chunk, applied: one choice, index 0, no finish reason, a delta
+        with content only, no usage or error, once choice 0 and the metadata are
+        known. Returns its content (not yet in ``new_text``); None, with nothing
+        applied, for any other chunk."""
+        try:
+            (choice,) = chunk["choices"]
+            delta = choice["delta"]
+            content = delta.get("content")
+        except (LookupError, TypeError, ValueError, AttributeError):
+            return None
+        if (content.__class__ is str and len(delta) == 1 and not choice.get("index")
+                and not choice.get("finish_reason")
+                and ("usage" not in chunk or not chunk["usage"])
+                and ("error" not in chunk or chunk["error"] is None)
+                and (state := self._state0) is not None):
+            if content and self.keep_text:
+                state.content.append(content)
+            return content  # type: ignore[no-any-return]
+        return None
 
     def _not_json(self, data: bytes) -> bool:
         """A data payload that orjson refused: ``[DONE]`` (returns True: stop), an

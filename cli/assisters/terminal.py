@@ -6,6 +6,7 @@ calls ``isatty`` or reads ``NO_COLOR``, and tests can build their own.
 
 from __future__ import annotations
 
+import errno
 import io
 import sys
 import threading
@@ -67,7 +68,7 @@ def system_streams(environ: Mapping[str, str]) -> Streams:
 
 def direct_write(out: BinaryIO) -> Callable[[bytes], int | None] | None:
     """The write of the file under ``out`` when ``out`` is a plain buffered file
-    (the process's stdout), else None.
+    (the process's stdout) or the file itself, else None.
 
     Output that is flushed after every write gains nothing from the buffer, and
     writing to the file itself saves a copy and a call per write. Flush ``out``
@@ -75,6 +76,8 @@ def direct_write(out: BinaryIO) -> Callable[[bytes], int | None] | None:
     function may write less than it was given (a signal, a non-blocking file):
     the caller then writes the rest through ``out``, see :func:`write_rest`.
     """
+    if type(out) is io.FileIO:  # already unbuffered (python -u, PYTHONUNBUFFERED)
+        return out.write
     if type(out) is not io.BufferedWriter:
         return None
     return out.raw.write  # type: ignore[no-any-return]
@@ -82,7 +85,12 @@ def direct_write(out: BinaryIO) -> Callable[[bytes], int | None] | None:
 
 def write_rest(out: BinaryIO, data: bytes, written: int | None) -> None:
     """After a short direct write: the rest through ``out``, then flushed."""
-    out.write(data[written or 0 :])
+    rest = memoryview(data)[written or 0 :]
+    while rest:
+        count = out.write(rest)
+        if count is None:  # a non-blocking file that takes nothing now, as BufferedWriter says it
+            raise BlockingIOError(errno.EAGAIN, "the output is not ready for writing")
+        rest = rest[count:]
     out.flush()
 
 
