@@ -27,8 +27,6 @@ so it cannot leak into an error message or a traceback by accident.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
-import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,11 +35,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from assisters.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
 
 DEFAULT_BASE_URL = "https://api.assisters.dev/v1"
 LOCAL_BASE_URL = "local"  # the built-in server, started for the duration of a command
@@ -225,6 +218,8 @@ def run_key_command(command: str, path: Path) -> str:
     Its stdout is never shown (it is the secret); its stderr passes through to
     the user's terminal so a password manager can prompt or complain.
     """
+    import subprocess
+
     try:
         result = subprocess.run(command, shell=True, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
                                 timeout=KEY_COMMAND_TIMEOUT, check=False)
@@ -254,6 +249,10 @@ def read_profile(path: Path, name: str | None, *, explicit: bool) -> dict[str, A
         return {}
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -349,6 +348,8 @@ def is_loopback(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     if host == "localhost" or host.endswith(".localhost"):
         return True
+    import ipaddress  # only for a host that is not "localhost"
+
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:

@@ -99,19 +99,17 @@ def _read_event_stream(
     sink: ChatSink,
     timing: Timing,
 ) -> None:
-    feed = SSEDecoder().feed_data
-    apply_items = answer.apply_items
+    decoder = SSEDecoder()
+    read = answer.read_events
     decode = body_decoder.decode if body_decoder.decodes else None
-    new_text = answer.new_text  # filled by apply_items, emptied here
-    text = sink.text
     for data in reads:
-        apply_items(feed(data if decode is None else decode(data)))
+        text = read(decoder, data if decode is None else decode(data))
         if answer.new_reasoning:
-            _deliver(answer, sink, timing)
-        elif new_text:
+            _deliver(answer, sink, timing)  # reasoning first; the text is already taken
+        if text:
             if timing.first_token is None:
                 timing.first_token = time.perf_counter()
-            text(new_text.pop() if len(new_text) == 1 else answer.take_text())
+            sink.text(text)
         if answer.done or answer.error is not None:
             return
 
