@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
-from conftest import SECRET, SSE_CASES, cli_command, corpus_server, needs_corpus, run_cli
+from tests.conftest import SECRET, SSE_CASES, cli_command, corpus_server, needs_corpus, run_cli
 
 pytestmark = needs_corpus
 

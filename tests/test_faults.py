@@ -24,7 +24,7 @@ import pytest
 from werkzeug import Request, Response
 
 from assisters.server import ChatServer, ServeOptions
-from conftest import SECRET, chunk, cli_command, run_cli, sse, text_stream
+from tests.conftest import SECRET, chunk, cli_command, run_cli, sse, text_stream
 
 EVENT_STREAM = "text/event-stream"
 PROMPT = "one two three four five six"

@@ -50,13 +50,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from assisters.answer import CompletionAccumulator
 from assisters.client import Timing
-from assisters.completion import CompletionAccumulator
 from assisters.errors import AssistersError
 from assisters.sinks import usage_line
 from assisters.sse import Comment, Event, Field, Item, SSEDecoder
 from assisters.stream import ChatResult
-from conftest import (
+from tests.conftest import (
     FUZZ_STATS,
     SECRET,
     SSE_CASES,

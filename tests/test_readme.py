@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from assisters.server import ChatServer, ServeOptions
-from conftest import SECRET
+from tests.conftest import SECRET
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")

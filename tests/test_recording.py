@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from assisters.server import ChatServer, ServeOptions
-from conftest import SECRET, SSE_CASES, case_body, cli_command, corpus_server, needs_corpus, run_cli
+from tests.conftest import SECRET, SSE_CASES, case_body, cli_command, corpus_server, needs_corpus, run_cli
 
 pytestmark = needs_corpus
 

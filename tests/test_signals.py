@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from assisters.server import ChatServer, ServeOptions
-from conftest import SECRET, cli_command
+from tests.conftest import SECRET, cli_command
 
 LONG = ["-m", "lorem", "--max-tokens", "100000"]
 

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from assisters import __version__
-from assisters.completion import error_message, one_line, parse_json
+from assisters.answer import error_message, one_line, parse_json
 from assisters.config import Settings, redact_url
 from assisters.errors import AssistersError, HTTPStatusError, ProtocolError, TemporaryError, TimeoutFailure
 

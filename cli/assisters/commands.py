@@ -92,7 +92,7 @@ def chat_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _complete_model(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
-    from assisters.models import complete_model  # reads the cache only, never the network
+    from assisters.model_list import complete_model  # reads the cache only, never the network
 
     return complete_model(ctx, param, incomplete)
 
@@ -280,7 +280,7 @@ def raw(**params: Any) -> None:
         | assisters raw --events | jq -r '.choices[0].delta.content // empty'
       assisters raw -X GET --path /models | jq -r '.data[].id'
     """
-    from assisters.raw import parse_header, raw_request
+    from assisters.passthrough import parse_header, raw_request
     from assisters.runner import live, local_server, render_raw
     from assisters.terminal import system_streams
 
@@ -313,7 +313,7 @@ def raw_body(params: dict[str, Any], streams: Streams) -> bytes | None:
 
             raise RequestError(f"cannot read {source}: {exc.strerror}") from None
     if not params["no_validate"]:
-        from assisters.raw import validate_json
+        from assisters.passthrough import validate_json
 
         validate_json(body, name)
     return body
@@ -449,7 +449,7 @@ def models(**params: Any) -> None:
       assisters models --json | jq -r '.data[].owned_by'
       assisters models --base-url local
     """
-    from assisters.models import list_models
+    from assisters.model_list import list_models
     from assisters.terminal import system_streams
 
     streams = system_streams(os.environ)
@@ -472,7 +472,7 @@ def completion(shell: str) -> None:
       assisters completion zsh > ~/.zfunc/_assisters       # zsh: a directory in $fpath
       assisters completion fish > ~/.config/fish/completions/assisters.fish
     """
-    from assisters.completion_script import completion_script
+    from assisters.shell_completion import completion_script
 
     click.echo(completion_script(cli, shell).encode("utf-8"), nl=False)
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import orjson
 
+from assisters.answer import CompletionAccumulator
 from assisters.client import Timing
-from assisters.completion import CompletionAccumulator
 from assisters.config import Settings
 from assisters.deadline import Watchdog, seconds, total_timeout
 from assisters.errors import AssistersError, TemporaryError

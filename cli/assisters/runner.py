@@ -14,9 +14,9 @@ from pathlib import Path
 from assisters.client import Timing, make_client
 from assisters.config import LOCAL_BASE_URL, Settings
 from assisters.deadline import Watchdog
-from assisters.debug import EventPrinter, consume_debug, describe_request, describe_response
+from assisters.event_log import EventPrinter, consume_debug, describe_request, describe_response
 from assisters.exchange import Exchange, OutgoingRequest, open_exchange, with_client_headers
-from assisters.raw import consume_raw
+from assisters.passthrough import consume_raw
 from assisters.recording import ReplayExchange, load_recording, recorder_for
 from assisters.retry import RetryPolicy, run_chat
 from assisters.sinks import JsonSink, TextSink, usage_line

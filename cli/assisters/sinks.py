@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from assisters.completion import one_line
+from assisters.answer import one_line
 from assisters.stream import ChatResult
 from assisters.terminal import Spinner, Streams, dim, direct_write, write_rest
 

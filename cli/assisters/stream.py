@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from assisters.answer import CompletionAccumulator, parse_json
 from assisters.client import ERROR_BODY_LIMIT, Timing, status_error
-from assisters.completion import CompletionAccumulator, parse_json
 from assisters.config import Settings
 from assisters.errors import AssistersError, IncompleteStream, ProtocolError
 from assisters.exchange import BodyDecoder, Exchange, OutgoingRequest, read_body

@@ -21,7 +21,7 @@ import orjson
 import pytest
 from pytest_httpserver import HTTPServer
 
-from conftest import (
+from tests.conftest import (
     SECRET,
     case_body,
     chunk,

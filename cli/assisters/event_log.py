@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
+from assisters.answer import CompletionAccumulator, one_line, parse_json
 from assisters.client import Timing
-from assisters.completion import CompletionAccumulator, one_line, parse_json
 from assisters.errors import AssistersError
 from assisters.exchange import BodyDecoder, Exchange, OutgoingRequest, ResponseHead
 from assisters.recording import redact_headers

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pytest
 
 from assisters.server import LOREM_DEFAULT_TOKENS
-from conftest import SECRET, cli_command, run_cli
+from tests.conftest import SECRET, cli_command, run_cli
 
 ECHO = ["-m", "echo", "one two three four"]
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from assisters.server import ChatServer, ServeOptions
-from conftest import SECRET, run_cli
+from tests.conftest import SECRET, run_cli
 
 
 def listing(*ids: str) -> dict[str, Any]:

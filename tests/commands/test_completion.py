@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from conftest import SECRET, run_cli
+from tests.conftest import SECRET, run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHELLS = ("bash", "zsh", "fish")
 
 
@@ -260,12 +260,12 @@ def test_model_completion_does_not_import_the_http_stack(cache_home: Path):
     modules = imported_modules(env={"_ASSISTERS_COMPLETE": "bash_complete",
                                     "COMP_WORDS": "assisters chat --model ", "COMP_CWORD": "3",
                                     "XDG_CACHE_HOME": str(cache_home), "ASSISTERS_BASE_URL": "local"})
-    assert "assisters.models" in modules
+    assert "assisters.model_list" in modules
     assert heavy(modules) == []
 
 
 def test_the_completion_modules_themselves_stay_light():
-    code = ("import sys, assisters.models, assisters.completion_script; "
+    code = ("import sys, assisters.model_list, assisters.shell_completion; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('httpx', 'orjson')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout == "[]\n"

@@ -10,7 +10,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from conftest import SECRET, chunk, run_cli, serve_stream, sse, text_stream
+from tests.conftest import SECRET, chunk, run_cli, serve_stream, sse, text_stream
 
 EVENT_STREAM = "text/event-stream"
 USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from assisters.completion import CompletionAccumulator, error_message, parse_json
+from assisters.answer import CompletionAccumulator, error_message, parse_json
 from assisters.errors import (
     AssistersError,
     ExitStatus,
