@@ -1,4 +1,4 @@
-"""CompletionAccumulator: what the events of a chat completion stream mean."""
+"""Answer: what the events of a chat completion stream mean."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from assisters.answer import CompletionAccumulator, error_message, parse_json
+from assisters.answer import Answer, error_message, parse_json
 from assisters.errors import (
     AssistersError,
     ExitStatus,
@@ -81,7 +81,7 @@ def as_sse(item: Event | Field | Comment) -> bytes:
 DECODERS: dict[int, SSEDecoder] = {}
 
 
-def feed_to(acc: CompletionAccumulator, items: list[Any]) -> None:
+def feed_to(acc: Answer, items: list[Any]) -> None:
     if PATH == "apply":
         for item in items:
             acc.apply(item)
@@ -93,16 +93,16 @@ def feed_to(acc: CompletionAccumulator, items: list[Any]) -> None:
         acc.new_text.append(text)  # given back, for the test to take
 
 
-def accumulate(*items: Any) -> CompletionAccumulator:
-    """An accumulator fed with Events (dicts are sent as data events)."""
-    acc = CompletionAccumulator()
+def accumulate(*items: Any) -> Answer:
+    """An answer fed with Events (dicts are sent as data events)."""
+    acc = Answer()
     for item in items:  # one read per item
         feed_to(acc, [item if isinstance(item, (Event, Field, Comment)) else ev(item)])
     return acc
 
 
-def from_sse(body: bytes) -> CompletionAccumulator:
-    acc = CompletionAccumulator()
+def from_sse(body: bytes) -> Answer:
+    acc = Answer()
     decoder = SSEDecoder(comments=True)
     if PATH == "apply":
         feed_to(acc, decoder.feed(body) + decoder.close())
@@ -221,7 +221,7 @@ def test_comments_and_unknown_fields_are_not_text() -> None:
 
 def test_apply_rejects_non_items() -> None:
     with pytest.raises(TypeError):
-        CompletionAccumulator().apply("data: x")  # type: ignore[arg-type]
+        Answer().apply("data: x")  # type: ignore[arg-type]
 
 
 # -- usage ---------------------------------------------------------------------
@@ -634,7 +634,7 @@ def test_apply_completion_object() -> None:
         ],
         "usage": USAGE,
     }
-    acc = CompletionAccumulator()
+    acc = Answer()
     acc.apply_completion(body)
     assert acc.done
     assert acc.text == "first"
@@ -651,7 +651,7 @@ def test_apply_completion_object() -> None:
 
 
 def test_apply_completion_with_length_warns() -> None:
-    acc = CompletionAccumulator()
+    acc = Answer()
     acc.apply_completion({"choices": [{"index": 0, "message": {"content": "cut"},
                                        "finish_reason": "length"}]})
     assert any("token limit" in line for line in acc.outcome())
@@ -667,7 +667,7 @@ def test_apply_completion_with_length_warns() -> None:
     ],
 )
 def test_apply_completion_error_object(body: dict[str, Any], message: str, status: ExitStatus) -> None:
-    acc = CompletionAccumulator()
+    acc = Answer()
     acc.apply_completion(body)
     assert acc.stopped
     with pytest.raises(StreamError) as info:
@@ -679,7 +679,7 @@ def test_apply_completion_error_object(body: dict[str, Any], message: str, statu
 @pytest.mark.parametrize("body", [[1, 2], "text", None, {"object": "list", "data": []}])
 def test_apply_completion_rejects_other_json(body: Any) -> None:
     with pytest.raises(ProtocolError):
-        CompletionAccumulator().apply_completion(body)
+        Answer().apply_completion(body)
 
 
 def test_completion_object_shape_from_a_stream() -> None:
@@ -725,7 +725,7 @@ def test_completion_object_without_content_has_null_content() -> None:
 
 
 def test_completion_object_of_nothing() -> None:
-    obj = CompletionAccumulator().completion_object()
+    obj = Answer().completion_object()
     assert obj == {"id": "", "object": "chat.completion", "created": 0, "model": "", "choices": [],
                    "usage": None}
 
@@ -766,10 +766,10 @@ def test_apply_items_bytes_equal_events_for_a_typical_stream() -> None:
     events = [ev(chunk("", delta={"role": "assistant"}))]
     events += [ev(chunk(w)) for w in ["Hel", "lo", " \u2028 😀"]]
     events += [ev(chunk(finish="stop")), ev({"id": "c", "choices": [], "usage": USAGE}), DONE]
-    one = CompletionAccumulator()
+    one = Answer()
     for item in events:
         one.apply(item)
-    two = CompletionAccumulator()
+    two = Answer()
     for item in events:
         two.apply_items([item.data.encode()])
     assert two.text == one.text == "Hello \u2028 😀"
@@ -780,7 +780,7 @@ def test_apply_items_bytes_equal_events_for_a_typical_stream() -> None:
 
 
 def test_apply_items_stops_at_done_within_a_read() -> None:
-    acc = CompletionAccumulator()
+    acc = Answer()
     acc.apply_items([orjson.dumps(chunk("a")), b"[DONE]", orjson.dumps(chunk("LATE")), Field("error", "x")])
     assert acc.done and acc.text == "a" and acc.error is None
     acc.apply_items([orjson.dumps(chunk("later"))])
@@ -788,7 +788,7 @@ def test_apply_items_stops_at_done_within_a_read() -> None:
 
 
 def test_apply_items_invalid_utf8_is_judged_as_replaced_text() -> None:
-    acc = CompletionAccumulator()
+    acc = Answer()
     acc.apply_items([b'{"choices":[{"delta":{"content":"a\xffb"}}]}', b"\xff not json", b"", b"[DONE]"])
     assert acc.text == "a\ufffdb"
     assert acc.bad_payloads == 1 and acc.first_bad_payload == "\ufffd not json"
@@ -803,7 +803,7 @@ def test_apply_items_invalid_utf8_is_judged_as_replaced_text() -> None:
 )
 def test_usual_chunk_variants_take_the_same_path_result(extra: dict[str, Any]) -> None:
     payloads = [chunk("a"), {**chunk("x"), **extra}, chunk(finish="stop")]
-    one, two = CompletionAccumulator(), CompletionAccumulator()
+    one, two = Answer(), Answer()
     for payload in payloads:
         one.apply(ev(payload))
         two.apply_items([orjson.dumps(payload)])
@@ -812,7 +812,7 @@ def test_usual_chunk_variants_take_the_same_path_result(extra: dict[str, Any]) -
 
 
 def test_usual_chunk_before_meta_or_choice_state_still_counts() -> None:
-    acc = CompletionAccumulator()
+    acc = Answer()
     acc.apply_items([b'{"choices":[{"index":0,"delta":{"content":"a"}}]}'])  # no id: no meta
     acc.apply_items([orjson.dumps(chunk("b"))])
     acc.apply_items([orjson.dumps(chunk("c", finish="error"))])
@@ -822,7 +822,7 @@ def test_usual_chunk_before_meta_or_choice_state_still_counts() -> None:
 
 
 def test_keep_text_false_keeps_no_text_but_delivers_it() -> None:
-    acc = CompletionAccumulator(keep_text=False)
+    acc = Answer(keep_text=False)
     for payload in [chunk("a"), chunk(delta={"reasoning_content": "r"}), chunk("b"),
                     tools_chunk(tool(0, "t", "f", "{}")), {"id": "c", "choices": [], "usage": USAGE},
                     chunk(finish="length")]:
@@ -839,7 +839,7 @@ def test_keep_text_false_keeps_no_text_but_delivers_it() -> None:
 def test_apply_parsed_equals_apply() -> None:
     items = [ev(chunk("a")), ev("not json"), ev("null"), Event("message", ""), ev(chunk("b", finish="stop")),
              Event("error", '{"message":"boom"}'), DONE]
-    one, two = CompletionAccumulator(), CompletionAccumulator()
+    one, two = Answer(), Answer()
     for item in items:
         one.apply(item)
         two.apply_parsed(item, parse_json(item.data))
@@ -869,7 +869,7 @@ PIECES = [
 
 
 def read_with_read_events(reads: list[bytes]) -> tuple[str, Any]:
-    acc, decoder, shown = CompletionAccumulator(), SSEDecoder(), []
+    acc, decoder, shown = Answer(), SSEDecoder(), []
     for data in reads:
         shown.append(acc.read_events(decoder, data))
         if acc.stopped:
@@ -878,7 +878,7 @@ def read_with_read_events(reads: list[bytes]) -> tuple[str, Any]:
 
 
 def read_with_apply_items(reads: list[bytes]) -> tuple[str, Any]:
-    acc, decoder, shown = CompletionAccumulator(), SSEDecoder(), []
+    acc, decoder, shown = Answer(), SSEDecoder(), []
     for data in reads:
         acc.apply_items(decoder.feed_data(data))
         shown.append(acc.take_text())
@@ -887,7 +887,7 @@ def read_with_apply_items(reads: list[bytes]) -> tuple[str, Any]:
     return "".join(shown), outcome_of(acc)
 
 
-def outcome_of(acc: CompletionAccumulator) -> Any:
+def outcome_of(acc: Answer) -> Any:
     try:
         warnings = acc.outcome()
     except AssistersError as exc:
@@ -907,7 +907,7 @@ def test_property_read_events_equals_apply_items(pieces: list[bytes], cuts: list
 
 
 def test_read_events_returns_text_left_by_earlier_applies_first() -> None:
-    acc, decoder = CompletionAccumulator(), SSEDecoder()
+    acc, decoder = Answer(), SSEDecoder()
     assert acc.read_events(decoder, b"data: " + orjson.dumps(chunk("a")) + b"\n\n") == "a"
     acc.apply(ev(chunk("b")))
     assert acc.read_events(decoder, b"data: " + orjson.dumps(chunk("c")) + b"\n\n") == "bc"

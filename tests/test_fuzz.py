@@ -50,7 +50,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from assisters.answer import CompletionAccumulator
+from assisters.answer import Answer
 from assisters.client import Timing
 from assisters.errors import AssistersError
 from assisters.sinks import usage_line
@@ -133,7 +133,7 @@ def decode_all(reads: Iterable[bytes], *, comments: bool) -> tuple[list[Item], i
 Outcome = tuple[Any, ...]
 
 
-def finish(answer: CompletionAccumulator) -> Outcome:
+def finish(answer: Answer) -> Outcome:
     """The end of ``chat``: the completion rules, then what --json and -u print.
     Anything but an AssistersError escapes and fails the test."""
     try:
@@ -150,7 +150,7 @@ def shown(reads: Iterable[bytes]) -> tuple[str, Outcome]:
     """What ``chat`` shows for these reads: text taken after each read as the
     command does, stopping at [DONE] or an error, then the outcome."""
     decoder = SSEDecoder()
-    answer = CompletionAccumulator()
+    answer = Answer()
     text: list[str] = []
     for data in reads:
         for item in decoder.feed(data):
@@ -196,11 +196,11 @@ def test_decoder_items_are_well_formed(raw: bytes) -> None:
     assert retry is None or (isinstance(retry, int) and retry >= 0)
 
 
-# The fast path (SSEDecoder.feed_data + CompletionAccumulator.apply_items), where present,
+# The fast path (SSEDecoder.feed_data + Answer.apply_items), where present,
 # must mean exactly what feed + apply mean.
 needs_fast_path = pytest.mark.skipif(
-    not (hasattr(SSEDecoder, "feed_data") and hasattr(CompletionAccumulator, "apply_items")),
-    reason="no SSEDecoder.feed_data / CompletionAccumulator.apply_items in this version")
+    not (hasattr(SSEDecoder, "feed_data") and hasattr(Answer, "apply_items")),
+    reason="no SSEDecoder.feed_data / Answer.apply_items in this version")
 
 
 def without_ids(items: Iterable[bytes | Item]) -> list[Item]:
@@ -303,7 +303,7 @@ ITEM = st.one_of(
 
 
 def interpret(items: Iterable[Item]) -> Outcome:
-    answer = CompletionAccumulator()
+    answer = Answer()
     for item in items:
         answer.apply(item)
     answer.take_text()
@@ -323,7 +323,7 @@ def test_interpreter_raises_only_its_own_errors(items: list[Item]) -> None:
 def test_json_reply_raises_only_its_own_errors(body: Any) -> None:
     """A whole application/json reply goes through apply_completion instead."""
     example()
-    answer = CompletionAccumulator()
+    answer = Answer()
     try:
         answer.apply_completion(orjson.loads(dumps(body)))
     except AssistersError:
@@ -454,7 +454,7 @@ def test_shown_text_does_not_depend_on_reads(body: bytes, data: st.DataObject) -
 def shown_fast(reads: Iterable[bytes]) -> tuple[str, Outcome]:
     """``shown`` through feed_data and apply_items."""
     decoder = SSEDecoder()
-    answer = CompletionAccumulator()
+    answer = Answer()
     text: list[str] = []
     for data in reads:
         answer.apply_items(decoder.feed_data(data))  # type: ignore[attr-defined]

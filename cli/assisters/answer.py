@@ -1,7 +1,7 @@
-"""What the events of a chat completion stream mean.
+"""The answer being assembled: what the events of a chat completion stream mean.
 
-:class:`CompletionAccumulator` takes SSE items (or one non-streamed JSON reply)
-and keeps what a user may want from them: the text of every choice (selected by
+:class:`Answer` takes SSE items (or one non-streamed JSON reply) and keeps what
+a user may want from them: the text of every choice (selected by
 its ``index`` field, never by position), reasoning, tool calls, the finish
 reason, the last non-null usage, and whether the answer is complete.
 
@@ -166,8 +166,9 @@ def parse_json(data: str | bytes) -> Any:
         return None
 
 
-class CompletionAccumulator:
-    """Interprets a chat completion stream; see the module docstring for the rules.
+class Answer:
+    """The answer as it is assembled from a chat completion stream; see the
+    module docstring for the rules.
 
     ``apply`` (one SSE item) and ``apply_items`` (one read's items from
     :meth:`SSEDecoder.feed_data <assisters.sse.SSEDecoder.feed_data>`) are on the

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from assisters.answer import CompletionAccumulator, one_line, parse_json
+from assisters.answer import Answer, one_line, parse_json
 from assisters.client import Timing
 from assisters.errors import AssistersError
 from assisters.exchange import BodyDecoder, Exchange, OutgoingRequest, ResponseHead
@@ -117,7 +117,7 @@ def consume_debug(exchange: Exchange, printer: EventPrinter, timing: Timing,
                   streams: Streams) -> None:
     """Show every item, then the summary; raise as ``chat`` would for the same stream."""
     body_decoder = check_status(exchange)
-    answer = CompletionAccumulator(keep_text=False)  # the text is shown per event, not kept
+    answer = Answer(keep_text=False)  # the text is shown per event, not kept
     stats = DebugStats()
     broken: list[AssistersError] = []
     if exchange.head.is_json:
@@ -161,7 +161,7 @@ def consume_debug(exchange: Exchange, printer: EventPrinter, timing: Timing,
         raise error
 
 
-def _json_reply(reads: Iterator[bytes], body_decoder: BodyDecoder, answer: CompletionAccumulator,
+def _json_reply(reads: Iterator[bytes], body_decoder: BodyDecoder, answer: Answer,
                 printer: EventPrinter, stats: DebugStats, timing: Timing) -> None:
     """A 2xx application/json reply: shown as one event, read as one completion."""
     body = b"".join(body_decoder.decode(data) for data in reads)
@@ -180,7 +180,7 @@ def _json_reply(reads: Iterator[bytes], body_decoder: BodyDecoder, answer: Compl
     timing.first_token = time.perf_counter()
 
 
-def _item(item: Comment | Field, ms: float, answer: CompletionAccumulator, printer: EventPrinter,
+def _item(item: Comment | Field, ms: float, answer: Answer, printer: EventPrinter,
           stats: DebugStats) -> None:
     if type(item) is Comment:
         stats.comments += 1
@@ -191,7 +191,7 @@ def _item(item: Comment | Field, ms: float, answer: CompletionAccumulator, print
     answer.apply(item)
 
 
-def _event(event: Event, ms: float, answer: CompletionAccumulator, printer: EventPrinter,
+def _event(event: Event, ms: float, answer: Answer, printer: EventPrinter,
            stats: DebugStats, timing: Timing) -> None:
     stats.events += 1
     if stats.done:
@@ -215,7 +215,7 @@ def _event(event: Event, ms: float, answer: CompletionAccumulator, printer: Even
     printer.event(stats.events, ms, event, payload, parsed)
 
 
-def summary(answer: CompletionAccumulator, stats: DebugStats, timing: Timing,
+def summary(answer: Answer, stats: DebugStats, timing: Timing,
             broken: list[AssistersError]) -> str:
     def ms(when: float | None) -> str:
         value = timing.since_start(when)
@@ -241,7 +241,7 @@ def summary(answer: CompletionAccumulator, stats: DebugStats, timing: Timing,
     return "\n".join(lines)
 
 
-def anomalies(answer: CompletionAccumulator, stats: DebugStats,
+def anomalies(answer: Answer, stats: DebugStats,
               broken: list[AssistersError]) -> list[str]:
     found = []
     if stats.body_bytes == 0:

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from assisters.answer import CompletionAccumulator
+from assisters.answer import Answer
 from assisters.client import Timing
 from assisters.config import Settings
 from assisters.deadline import Watchdog, seconds, total_timeout
@@ -192,7 +192,7 @@ def run_chat(open_attempt: AttemptOpener, sink: ChatSink, *, body: bytes | None,
     attempt_body: bytes | None = None  # None: the request's own body
     prefix = ""
     while True:
-        answer = CompletionAccumulator(keep_text=keep_text)
+        answer = Answer(keep_text=keep_text)
         target: _Shown | _SkipEcho = _SkipEcho(shown, prefix) if prefix else shown
         reads_before = shown.reads
         completed = False

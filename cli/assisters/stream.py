@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from assisters.answer import CompletionAccumulator, parse_json
+from assisters.answer import Answer, parse_json
 from assisters.client import ERROR_BODY_LIMIT, Timing, status_error
 from assisters.config import Settings
 from assisters.errors import AssistersError, IncompleteStream, ProtocolError
@@ -35,7 +35,7 @@ class ChatSink(Protocol):
 
 @dataclass
 class ChatResult:
-    answer: CompletionAccumulator
+    answer: Answer
     timing: Timing
     warnings: list[str]
     resumed_prefix: str = ""  # text shown by earlier attempts that this answer continues
@@ -67,7 +67,7 @@ def guarded_reads(exchange: Exchange, broken: list[AssistersError]) -> Iterator[
 
 
 def consume_chat(exchange: Exchange, sink: ChatSink, timing: Timing,
-                 answer: CompletionAccumulator | None = None) -> ChatResult:
+                 answer: Answer | None = None) -> ChatResult:
     """Read a chat completion reply into ``sink``, a network read at a time.
 
     Returns when the answer is complete; raises an :class:`AssistersError` when
@@ -75,7 +75,7 @@ def consume_chat(exchange: Exchange, sink: ChatSink, timing: Timing,
     when given, then holds what did arrive, such as usage).
     """
     body_decoder = check_status(exchange)
-    answer = CompletionAccumulator() if answer is None else answer
+    answer = Answer() if answer is None else answer
     broken: list[AssistersError] = []
     reads = guarded_reads(exchange, broken)
     if exchange.head.is_json:
@@ -95,7 +95,7 @@ def consume_chat(exchange: Exchange, sink: ChatSink, timing: Timing,
 def _read_event_stream(
     reads: Iterator[bytes],
     body_decoder: BodyDecoder,
-    answer: CompletionAccumulator,
+    answer: Answer,
     sink: ChatSink,
     timing: Timing,
 ) -> None:
@@ -117,7 +117,7 @@ def _read_event_stream(
 def _read_json_reply(
     reads: Iterator[bytes],
     body_decoder: BodyDecoder,
-    answer: CompletionAccumulator,
+    answer: Answer,
     sink: ChatSink,
     timing: Timing,
     broken: list[AssistersError],
@@ -132,7 +132,7 @@ def _read_json_reply(
     _deliver(answer, sink, timing)
 
 
-def _deliver(answer: CompletionAccumulator, sink: ChatSink, timing: Timing) -> None:
+def _deliver(answer: Answer, sink: ChatSink, timing: Timing) -> None:
     if answer.new_reasoning:
         if timing.first_token is None:
             timing.first_token = time.perf_counter()
