@@ -638,7 +638,7 @@ def machine() -> dict[str, Any]:
 PROFILE = """\
 import cProfile, sys, time
 out, sys.argv = sys.argv[1], ["assisters", *sys.argv[2:]]
-from assisters.commands import main
+from assisters.commands.main import main
 profiler = cProfile.Profile(time.process_time)
 try:
     profiler.runcall(main)

@@ -317,7 +317,7 @@ def run_in_process(*args: str, input: bytes = b"", env: dict[str, str] | None = 
     start-up cost), stdin and stdout pipes as far as the CLI can tell."""
     from click.testing import CliRunner
 
-    from assisters.commands import main
+    from assisters.commands.main import main
 
     with CliRunner().isolation(input=input, env=env) as (out, err, _):
         try:

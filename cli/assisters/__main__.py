@@ -1,4 +1,4 @@
-from assisters.commands import main
+from assisters.commands.main import main
 
 if __name__ == "__main__":
     main()

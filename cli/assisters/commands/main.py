@@ -1,0 +1,118 @@
+"""The command group and ``main``: the one place where an outcome becomes an exit status.
+
+Every failure the core can meet is an :class:`~assisters.errors.AssistersError`
+carrying its status; ``main`` turns it (and click's usage errors, Ctrl-C and
+a closed stdout) into a single stderr line and the documented status (see
+:mod:`assisters.errors` for the table).
+
+Only click and the command modules (which import only click at module level)
+are loaded here: ``--version``, ``--help`` and shell completion start fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from assisters import __version__
+from assisters.commands.chat import chat
+from assisters.commands.completion import completion
+from assisters.commands.debug import debug
+from assisters.commands.models import models
+from assisters.commands.options import CONTEXT_SETTINGS
+from assisters.commands.raw import raw
+from assisters.commands.replay import replay
+from assisters.commands.serve import serve
+
+DEBUG_ENV = "ASSISTERS_DEBUG"
+COMPLETE_ENV = "_ASSISTERS_COMPLETE"
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "-V", "--version", prog_name="assisters")
+def cli() -> None:
+    """Stream chat completions from an OpenAI-compatible API to the terminal and to pipelines.
+
+    Assistant text goes to stdout as it arrives; diagnostics go to stderr.
+    """
+
+
+for _command in (chat, debug, raw, replay, serve, models, completion):
+    cli.add_command(_command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI and turn every outcome into one exit status."""
+    if os.environ.get(COMPLETE_ENV):  # shell completion is click's own business
+        cli.main(args=argv, prog_name="assisters", complete_var=COMPLETE_ENV)
+    streams_ok = True
+    try:
+        # Not cli.main(): it turns Ctrl-C into "Aborted!" and a broken pipe into exit 1.
+        args = sys.argv[1:] if argv is None else argv
+        with cli.make_context("assisters", list(args)) as ctx:
+            cli.invoke(ctx)
+        status = 0
+    except click.exceptions.Exit as exc:
+        status = exc.exit_code
+    except click.exceptions.NoArgsIsHelpError as exc:
+        exc.show()  # bare `assisters`: the help text
+        status = exc.exit_code
+    except click.ClickException as exc:
+        _say(click_error_line(exc))
+        status = exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        status = _status("INTERRUPTED")
+    except BrokenPipeError:
+        streams_ok = False
+        status = _status("BROKEN_PIPE")
+    except Exception as exc:
+        from assisters.errors import AssistersError
+
+        if isinstance(exc, AssistersError):
+            _say(f"assisters: error: {exc.message}")
+            status = exc.status
+        else:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            _say(f"assisters: internal error: {type(exc).__name__}: {exc} "
+                 f"(set {DEBUG_ENV}=1 for a traceback)")
+            status = _status("INTERNAL")
+    _quiet_exit(int(status), streams_ok)
+
+
+def _status(name: str) -> int:
+    from assisters.errors import ExitStatus
+
+    return int(ExitStatus[name])
+
+
+def click_error_line(exc: click.ClickException) -> str:
+    """A usage error as one line, naming the command and where help is."""
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    if ctx is None:
+        return f"assisters: error: {message}"
+    return f"{ctx.command_path}: error: {message} (see '{ctx.command_path} --help')"
+
+
+def _say(line: str) -> None:
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except OSError:
+        pass
+
+
+def _quiet_exit(status: int, streams_ok: bool) -> None:
+    """Exit without Python complaining about a closed stdout at shutdown."""
+    try:
+        if streams_ok:
+            sys.stdout.flush()
+    except OSError:
+        streams_ok = False
+    if not streams_ok:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(status)
