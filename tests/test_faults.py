@@ -23,7 +23,8 @@ import orjson
 import pytest
 from werkzeug import Request, Response
 
-from assisters.server import ChatServer, ServeOptions
+from assisters.server.app import ChatServer
+from assisters.server.options import ServeOptions
 from tests.conftest import SECRET, chunk, cli_command, run_cli, sse, text_stream
 
 EVENT_STREAM = "text/event-stream"

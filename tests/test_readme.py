@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from assisters.server import ChatServer, ServeOptions
+from assisters.server.app import ChatServer
+from assisters.server.options import ServeOptions
 from tests.conftest import SECRET
 
 ROOT = Path(__file__).resolve().parents[1]

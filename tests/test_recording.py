@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from assisters.server import ChatServer, ServeOptions
+from assisters.server.app import ChatServer
+from assisters.server.options import ServeOptions
 from tests.conftest import SECRET, SSE_CASES, case_body, cli_command, corpus_server, needs_corpus, run_cli
 
 pytestmark = needs_corpus

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from assisters.server import ChatServer, ServeOptions
+from assisters.server.app import ChatServer
+from assisters.server.options import ServeOptions
 from tests.conftest import SECRET, cli_command
 
 LONG = ["-m", "lorem", "--max-tokens", "100000"]

@@ -33,7 +33,8 @@ def local_server(settings: Settings) -> Iterator[Settings]:
     if settings.base_url != LOCAL_BASE_URL:
         yield settings
         return
-    from assisters.server import ChatServer, ServeOptions
+    from assisters.server.app import ChatServer
+    from assisters.server.options import ServeOptions
 
     with ChatServer(ServeOptions(default_model="lorem")) as server:
         yield dataclasses.replace(settings, base_url=server.base_url)

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from assisters.server import ChatServer, ServeOptions
+from assisters.server.app import ChatServer
+from assisters.server.options import ServeOptions
 from tests.conftest import SECRET, run_cli
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from assisters.server import LOREM_DEFAULT_TOKENS
+from assisters.server.models import LOREM_DEFAULT_TOKENS
 from tests.conftest import SECRET, cli_command, run_cli
 
 ECHO = ["-m", "echo", "one two three four"]
@@ -323,7 +323,8 @@ def _byte_inside_a_multibyte_character() -> str:
     """An offset one byte into "日" of the echo stream of RESUME_PROMPT (ids have a fixed length)."""
     import httpx
 
-    from assisters.server import ChatServer, ServeOptions
+    from assisters.server.app import ChatServer
+    from assisters.server.options import ServeOptions
 
     body = {"model": "echo", "messages": [{"role": "user", "content": RESUME_PROMPT}], "stream": True}
     with ChatServer(ServeOptions()) as server, httpx.Client(timeout=10) as client:

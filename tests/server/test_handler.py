@@ -22,13 +22,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from assisters.server import (
-    LOREM_DEFAULT_TOKENS,
-    ChatServer,
-    ServeOptions,
-    echo_tokens,
-    split_events,
-)
+from assisters.server.app import ChatServer
+from assisters.server.models import LOREM_DEFAULT_TOKENS, echo_tokens
+from assisters.server.options import ServeOptions
+from assisters.server.replay import split_events
 
 KEY = "sk-server-test-KEY-never-logged"
 TRICKY = "héllo  wörld\n\n\ttabs 🎉 emoji\u2028line-sep\r\nCRLF \u0085nel  trailing  "

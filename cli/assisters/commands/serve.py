@@ -58,7 +58,8 @@ def serve(**params: Any) -> None:
     from pathlib import Path
 
     from assisters.errors import ConfigError
-    from assisters.server import ChatServer, ServeOptions
+    from assisters.server.app import ChatServer
+    from assisters.server.options import ServeOptions
 
     replay_file = params.pop("replay_file")
     if replay_file:
