@@ -51,11 +51,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from assisters.answer import Answer
-from assisters.client import Timing
 from assisters.errors import AssistersError
 from assisters.sinks import usage_line
 from assisters.sse import Comment, Event, Field, Item, SSEDecoder
 from assisters.stream import ChatResult
+from assisters.timing import Timing
 from tests.conftest import (
     FUZZ_STATS,
     SECRET,

@@ -7,9 +7,9 @@ import email.utils
 import orjson
 import pytest
 
-from assisters.client import retry_after_seconds
 from assisters.errors import HTTPStatusError, TemporaryError
 from assisters.exchange import ResponseHead
+from assisters.http_errors import retry_after_seconds
 from assisters.retry import RetryPolicy, _delay, _resume_body, _Shown, _SkipEcho, _summed, backoff_delay
 
 

@@ -15,13 +15,13 @@ from typing import Any
 import orjson
 
 from assisters.answer import Answer, one_line, parse_json
-from assisters.client import Timing
 from assisters.errors import AssistersError
 from assisters.exchange import BodyDecoder, Exchange, OutgoingRequest, ResponseHead
 from assisters.recording import redact_headers
 from assisters.sse import Comment, Event, Field, SSEDecoder
 from assisters.stream import check_status, guarded_reads
 from assisters.terminal import Streams, direct_write, write_rest
+from assisters.timing import Timing
 
 
 @dataclass

@@ -18,9 +18,10 @@ from typing import Protocol
 
 import httpx
 
-from assisters.client import Timing, transport_error
+from assisters.client import transport_error
 from assisters.deadline import Watchdog
 from assisters.errors import AssistersError, ProtocolError
+from assisters.timing import Timing
 
 ACCEPT_ENCODING = "gzip, deflate"  # only what BodyDecoder can undo
 

@@ -27,9 +27,6 @@ from assisters.config import Overrides, load_settings, redact_url
 from assisters.errors import ProtocolError
 
 if TYPE_CHECKING:
-    import click
-    from click.shell_completion import CompletionItem
-
     from assisters.config import Settings
     from assisters.exchange import OutgoingRequest
     from assisters.runner import ExchangeOpener
@@ -110,20 +107,6 @@ def completion_base_url(params: Mapping[str, Any], environ: Mapping[str, str]) -
     return load_settings(flags, environ, need_key=False).base_url
 
 
-def complete_model(ctx: click.Context, param: click.Parameter, incomplete: str,
-                   ) -> list[CompletionItem]:
-    """``--model`` completion from the cache only: no network, and no errors on the
-    user's terminal (a broken config file just means no suggestions)."""
-    from click.shell_completion import CompletionItem
-
-    try:
-        base_url = completion_base_url(ctx.params, os.environ)
-        ids = read_cache(base_url, os.environ)
-    except Exception:  # noqa: BLE001 - completion must never print a traceback into the prompt
-        return []
-    return [CompletionItem(model) for model in ids if model.startswith(incomplete)]
-
-
 def parse_model_list(body: bytes) -> ModelList:
     """The OpenAI list shape, ``{"data": [{"id": ...}, ...]}``, or :class:`ProtocolError`."""
     import orjson
@@ -148,8 +131,8 @@ def parse_model_list(body: bytes) -> ModelList:
 def fetch_models(open_exchange: ExchangeOpener) -> ModelList:
     """Send the request and read the list; HTTP and transport failures raise
     the usual :class:`~assisters.errors.AssistersError` subclasses."""
-    from assisters.client import Timing
     from assisters.stream import check_status
+    from assisters.timing import Timing
 
     with open_exchange(Timing()) as exchange:
         decoder = check_status(exchange)

@@ -12,9 +12,9 @@ from typing import BinaryIO
 
 import orjson
 
-from assisters.client import status_error
 from assisters.errors import AssistersError, RequestError
 from assisters.exchange import BodyDecoder, Exchange, OutgoingRequest
+from assisters.http_errors import status_error
 from assisters.sse import Event, SSEDecoder
 from assisters.stream import guarded_reads
 from assisters.terminal import direct_write, write_rest

@@ -21,12 +21,12 @@ from typing import Any
 import orjson
 
 from assisters.answer import Answer
-from assisters.client import Timing
 from assisters.config import Settings
 from assisters.deadline import Watchdog, seconds, total_timeout
 from assisters.errors import AssistersError, TemporaryError
 from assisters.exchange import Exchange
 from assisters.stream import ChatResult, ChatSink, consume_chat
+from assisters.timing import Timing
 
 AttemptOpener = Callable[[Timing, "bytes | None"], AbstractContextManager[Exchange]]
 Notify = Callable[[str], None]

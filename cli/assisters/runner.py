@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
-from assisters.client import Timing, make_client
+from assisters.client import make_client
 from assisters.config import LOCAL_BASE_URL, Settings
 from assisters.deadline import Watchdog
 from assisters.event_log import EventPrinter, consume_debug, describe_request, describe_response
@@ -21,6 +21,7 @@ from assisters.recording import ReplayExchange, load_recording, recorder_for
 from assisters.retry import RetryPolicy, run_chat
 from assisters.sinks import JsonSink, TextSink, usage_line
 from assisters.terminal import Streams
+from assisters.timing import Timing
 
 # Opens one attempt: the timing to fill in, and a replacement request body (a
 # resumed request) or None for the request's own.

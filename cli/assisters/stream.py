@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from assisters.answer import Answer, parse_json
-from assisters.client import ERROR_BODY_LIMIT, Timing, status_error
 from assisters.config import Settings
 from assisters.errors import AssistersError, IncompleteStream, ProtocolError
 from assisters.exchange import BodyDecoder, Exchange, OutgoingRequest, read_body
+from assisters.http_errors import ERROR_BODY_LIMIT, status_error
 from assisters.sse import SSEDecoder
+from assisters.timing import Timing
 
 CHAT_HEADERS = [
     ("Content-Type", "application/json"),

@@ -265,7 +265,7 @@ def test_model_completion_does_not_import_the_http_stack(cache_home: Path):
 
 
 def test_the_completion_modules_themselves_stay_light():
-    code = ("import sys, assisters.model_list, assisters.shell_completion; "
+    code = ("import sys, assisters.model_list, assisters.commands.completion; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('httpx', 'orjson')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout == "[]\n"

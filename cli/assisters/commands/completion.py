@@ -1,10 +1,19 @@
-"""``assisters completion SHELL``: the shell completion script."""
+"""``assisters completion SHELL``: the shell completion script, click's own.
+
+Each script is a small shell function that runs ``assisters`` again with
+``_ASSISTERS_COMPLETE`` set, so completions follow the installed commands and
+the checked-in files in ``completions/`` only change when click's templates do.
+Regenerate them with ``assisters completion SHELL > completions/assisters.SHELL``.
+"""
 
 from __future__ import annotations
 
 import click
 
 from assisters.commands.options import CONTEXT_SETTINGS
+
+PROG_NAME = "assisters"
+COMPLETE_VAR = "_ASSISTERS_COMPLETE"
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -22,6 +31,12 @@ def completion(ctx: click.Context, shell: str) -> None:
       assisters completion zsh > ~/.zfunc/_assisters       # zsh: a directory in $fpath
       assisters completion fish > ~/.config/fish/completions/assisters.fish
     """
-    from assisters.shell_completion import completion_script
-
     click.echo(completion_script(ctx.find_root().command, shell).encode("utf-8"), nl=False)
+
+
+def completion_script(cli: click.Command, shell: str) -> str:
+    """The script that ``_ASSISTERS_COMPLETE={shell}_source assisters`` prints too."""
+    from click.shell_completion import BashComplete, FishComplete, ShellComplete, ZshComplete
+
+    shells: dict[str, type[ShellComplete]] = {"bash": BashComplete, "zsh": ZshComplete, "fish": FishComplete}
+    return shells[shell](cli, {}, PROG_NAME, COMPLETE_VAR).source()

@@ -18,7 +18,7 @@ import click
 
 from assisters import __version__
 from assisters.commands.chat import chat
-from assisters.commands.completion import completion
+from assisters.commands.completion import COMPLETE_VAR, completion
 from assisters.commands.debug import debug
 from assisters.commands.models import models
 from assisters.commands.options import CONTEXT_SETTINGS
@@ -27,7 +27,6 @@ from assisters.commands.replay import replay
 from assisters.commands.serve import serve
 
 DEBUG_ENV = "ASSISTERS_DEBUG"
-COMPLETE_ENV = "_ASSISTERS_COMPLETE"
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -45,8 +44,8 @@ for _command in (chat, debug, raw, replay, serve, models, completion):
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn every outcome into one exit status."""
-    if os.environ.get(COMPLETE_ENV):  # shell completion is click's own business
-        cli.main(args=argv, prog_name="assisters", complete_var=COMPLETE_ENV)
+    if os.environ.get(COMPLETE_VAR):  # shell completion is click's own business
+        cli.main(args=argv, prog_name="assisters", complete_var=COMPLETE_VAR)
     streams_ok = True
     try:
         # Not cli.main(): it turns Ctrl-C into "Aborted!" and a broken pipe into exit 1.

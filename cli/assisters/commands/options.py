@@ -68,9 +68,20 @@ def chat_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _complete_model(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
-    from assisters.model_list import complete_model  # reads the cache only, never the network
+    """``--model`` completion from the cache only: no network, and no errors on the
+    user's terminal (a broken config file just means no suggestions)."""
+    import os
 
-    return complete_model(ctx, param, incomplete)
+    from click.shell_completion import CompletionItem
+
+    from assisters.model_list import completion_base_url, read_cache
+
+    try:
+        base_url = completion_base_url(ctx.params, os.environ)
+        ids = read_cache(base_url, os.environ)
+    except Exception:  # noqa: BLE001 - completion must never print a traceback into the prompt
+        return []
+    return [CompletionItem(model) for model in ids if model.startswith(incomplete)]
 
 
 def save_option(command: Callable[..., Any]) -> Callable[..., Any]:
