@@ -1,31 +1,24 @@
-"""`assisters debug` and `assisters raw` end to end: real processes, real loopback servers.
+"""`assisters debug` end to end: real processes, real loopback servers.
 
-debug: one JSON line per SSE item on stdout (checked against an independent
-reading of each corpus case's bytes), a summary with anomalies on stderr, and
-chat's exit statuses. raw: the body sent as given, the response bytes on stdout
-exactly as they came off the wire.
+One JSON line per SSE item on stdout (checked against an independent reading of
+each corpus case's bytes), a summary with anomalies on stderr, and chat's exit
+statuses.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import subprocess
-import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from pytest_httpserver import HTTPServer
 
+from tests.commands.corpus_reading import reference_items, run_case
 from tests.conftest import (
     SECRET,
     case_body,
     chunk,
-    corpus_server,
     load_case,
     needs_corpus,
     run_cli,
@@ -33,66 +26,6 @@ from tests.conftest import (
     sse,
     text_stream,
 )
-
-EVENT_STREAM = "text/event-stream"
-CHAT_BODY = b'{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}'
-
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-@contextmanager
-def served(name: str) -> Iterator[dict[str, str]]:
-    """Serve one corpus case; yields the environment pointing the CLI at it."""
-    with corpus_server(name) as base_url:
-        yield {"ASSISTERS_BASE_URL": base_url, "ASSISTERS_API_KEY": SECRET}
-
-
-def run_case(name: str, *args: str, input: bytes = b"",
-             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
-    with served(name) as case_env:
-        result = run_cli(*args, input=input, env={**case_env, **(env or {})})
-    assert SECRET.encode() not in result.stdout + result.stderr
-    assert b"Traceback" not in result.stderr
-    return result
-
-
-def reference_items(body: bytes) -> list[tuple[Any, ...]]:
-    """An independent WHATWG reading of an SSE body (as debug should report it).
-
-    ("event", type, id, data) for each dispatched event, ("field", name, value) for
-    each line with an unknown field name, ("comment", text) for each comment.
-    """
-    if body.startswith(b"\xef\xbb\xbf"):
-        body = body[3:]
-    lines = re.split(rb"\r\n|\r|\n", body)[:-1]  # the last piece has no line end
-    items: list[tuple[Any, ...]] = []
-    data: list[str] = []
-    kind = ""
-    last_id: str | None = None
-    for raw_line in lines:
-        line = raw_line.decode("utf-8", "replace")
-        if not line:
-            if data:
-                items.append(("event", kind or "message", last_id, "\n".join(data)))
-            data, kind = [], ""
-            continue
-        if line.startswith(":"):
-            items.append(("comment", line[1:]))
-            continue
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "data":
-            data.append(value)
-        elif name == "event":
-            kind = value
-        elif name == "id":
-            if "\0" not in value:
-                last_id = value
-        elif name != "retry":
-            items.append(("field", name, value))
-    return items
 
 
 def parse_lines(stdout: bytes) -> list[dict[str, Any]]:
@@ -174,8 +107,6 @@ def summary_lines(stderr: bytes) -> list[str]:
     assert lines[3].startswith("  anomalies: "), lines
     return lines
 
-
-# --------------------------------------------------------------------------- debug: corpus
 
 # name -> (extra args, exit status, substrings of the anomalies line or None for "none")
 DEBUG_CASES: dict[str, tuple[tuple[str, ...], int, list[str] | None]] = {
@@ -281,8 +212,6 @@ def test_debug_names_the_discarded_unterminated_event():
     assert "is lost" in anomalies
 
 
-# --------------------------------------------------------------------------- debug: --pretty
-
 PRETTY_LABEL = re.compile(r"^Chunk (\d+) \(\+\d+\.\d ms\)(?: event: \S+)?(?: \[not JSON\])?:$")
 
 
@@ -343,9 +272,6 @@ def test_pretty_shows_comments_and_unknown_fields():
     assert blocks[1][0].startswith("Unknown field 'error' (+")
     assert "exceeds the available context size" in blocks[1][1]
     assert fields.returncode == 65
-
-
-# --------------------------------------------------------------------------- debug: httpserver
 
 
 def test_debug_sends_the_chat_body_with_include_usage(httpserver, key_env):
@@ -469,210 +395,3 @@ def test_debug_http_errors_follow_chat(httpserver, key_env, status, exit_status)
     assert result.returncode == exit_status
     assert result.stdout == b""
     assert result.stderr.decode().splitlines() == [f"assisters: error: HTTP {status}: nope here"]
-
-
-# --------------------------------------------------------------------------- raw: corpus bytes
-
-
-@needs_corpus
-@pytest.mark.parametrize("name", [
-    "lf-basic", "content-length-framed", "close-delimited", "gzip-encoded-sse", "split-every-byte",
-])
-def test_raw_prints_the_body_byte_for_byte(name: str):
-    result = run_case(name, "raw", input=CHAT_BODY)
-    assert result.stdout == case_body(name)
-    assert result.stderr == b""
-    assert result.returncode == 0
-
-
-@needs_corpus
-def test_raw_gzip_body_stays_compressed():
-    result = run_case("gzip-encoded-sse", "raw", input=CHAT_BODY)
-    assert result.stdout[:2] == b"\x1f\x8b"
-
-
-@needs_corpus
-@pytest.mark.parametrize("name", ["lf-basic", "gzip-encoded-sse", "multiline-data-json",
-                                  "comments-openrouter", "split-every-byte"])
-def test_raw_events_one_compact_line_per_data_payload(name: str):
-    case = load_case(name)
-    result = run_case(name, "raw", "--events", input=CHAT_BODY)
-    assert result.returncode == 0, result.stderr
-    body = case_body(name)
-    if name == "gzip-encoded-sse":
-        body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
-    payloads = [i[3] for i in reference_items(body)
-                if i[0] == "event" and i[3] and not i[3].startswith("[DONE]")]
-    lines = result.stdout.split(b"\n")
-    assert lines.pop() == b""
-    assert len(lines) == len(payloads)
-    for line, payload in zip(lines, payloads, strict=True):
-        assert orjson.loads(line) == json.loads(payload)
-        assert line == orjson.dumps(orjson.loads(line))  # compact
-    text = "".join(orjson.loads(line)["choices"][0]["delta"].get("content") or ""
-                   for line in lines if orjson.loads(line)["choices"])
-    assert text == case["expect"]["stdout"]
-
-
-@needs_corpus
-@pytest.mark.parametrize(("name", "status", "exit_status"), [
-    ("http-404-model-not-found", 404, 65), ("http-502-html", 502, 69)])
-@pytest.mark.parametrize("events", [False, True], ids=["body", "events"])
-def test_raw_error_status_body_goes_to_stdout_untouched(name, status, exit_status, events):
-    result = run_case(name, "raw", *(["--events"] if events else []), input=CHAT_BODY)
-    assert result.stdout == case_body(name)
-    lines = result.stderr.decode().splitlines()
-    assert len(lines) == 1 and str(status) in lines[0], lines
-    assert result.returncode == exit_status
-
-
-@needs_corpus
-def test_raw_cut_stream_keeps_what_arrived():
-    result = run_case("cut-midstream-abort", "raw", input=CHAT_BODY)
-    assert result.stdout == case_body("cut-midstream-abort")
-    assert len(result.stderr.decode().splitlines()) == 1
-    assert result.returncode == 75
-
-
-# --------------------------------------------------------------------------- raw: the request
-
-
-def expect_raw(httpserver: HTTPServer, path: str = "/v1/chat/completions", method: str = "POST",
-               body: bytes = b'{"ok":true}\n', content_type: str = "application/json") -> bytes:
-    httpserver.expect_request(path, method=method).respond_with_data(body, content_type=content_type)
-    return body
-
-
-def test_raw_sends_stdin_as_is_with_default_headers(httpserver, key_env):
-    reply = expect_raw(httpserver)
-    body = b'{ "model" : "m",\n  "messages": [],\t"stream": false }\n'
-    result = run_cli("raw", input=body, env=key_env)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == reply
-    assert result.stderr == b""
-    (request, _), = httpserver.log
-    assert request.method == "POST"
-    assert request.path == "/v1/chat/completions"
-    assert request.get_data() == body
-    assert request.headers["Content-Type"] == "application/json"
-    assert request.headers["Accept-Encoding"] == "identity"
-    assert request.headers["Authorization"] == f"Bearer {SECRET}"
-
-
-@pytest.mark.parametrize("how", ["file", "dash"])
-def test_raw_body_from_a_file_or_dash(httpserver, key_env, tmp_path: Path, how: str):
-    expect_raw(httpserver)
-    body = '{"content": "wörld 😀"}'.encode()
-    if how == "file":
-        (tmp_path / "body.json").write_bytes(body)
-        result = run_cli("raw", str(tmp_path / "body.json"), input=b"ignored", env=key_env)
-    else:
-        result = run_cli("raw", "-", input=body, env=key_env)
-    assert result.returncode == 0, result.stderr
-    assert httpserver.log[0][0].get_data() == body
-
-
-@pytest.mark.parametrize("how", ["stdin", "file"])
-def test_raw_invalid_json_is_rejected_before_sending(httpserver, key_env, tmp_path: Path, how):
-    expect_raw(httpserver)
-    bad = b'{"a": 1,\n "b": }'
-    if how == "file":
-        (tmp_path / "bad.json").write_bytes(bad)
-        result = run_cli("raw", str(tmp_path / "bad.json"), env=key_env)
-    else:
-        result = run_cli("raw", input=bad, env=key_env)
-    assert result.returncode == 65
-    assert result.stdout == b""
-    lines = result.stderr.decode().splitlines()
-    assert len(lines) == 1
-    assert "line 2, column 7" in lines[0]
-    assert ("bad.json" if how == "file" else "stdin") in lines[0]
-    assert httpserver.log == []
-
-
-def test_raw_empty_stdin_is_invalid_json(httpserver, key_env):
-    expect_raw(httpserver)
-    result = run_cli("raw", input=b"", env=key_env)
-    assert result.returncode == 65
-    assert "line 1, column 1" in result.stderr.decode()
-    assert httpserver.log == []
-
-
-def test_raw_unreadable_file_sends_nothing(httpserver, key_env, tmp_path: Path):
-    expect_raw(httpserver)
-    result = run_cli("raw", str(tmp_path / "missing.json"), env=key_env)
-    assert result.returncode == 65
-    assert "missing.json" in result.stderr.decode()
-    assert httpserver.log == []
-
-
-def test_raw_no_validate_sends_invalid_json_exactly(httpserver, key_env):
-    reply = expect_raw(httpserver, body=b"not json back", content_type="text/plain")
-    body = b"not json {\x00\xff\n"
-    result = run_cli("raw", "--no-validate", input=body, env=key_env)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == reply
-    assert httpserver.log[0][0].get_data() == body
-
-
-def test_raw_get_with_path_sends_no_body(httpserver, key_env):
-    reply = expect_raw(httpserver, path="/v1/models", method="GET",
-                       body=b'{"object":"list","data":[{"id":"m1"}]}')
-    result = run_cli("raw", "-X", "GET", "--path", "/models", input=b"stdin is not read",
-                     env=key_env)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == reply
-    (request, _), = httpserver.log
-    assert request.method == "GET"
-    assert request.path == "/v1/models"
-    assert request.get_data() == b""
-    assert "Content-Type" not in request.headers
-    assert request.headers.get("Content-Length") in (None, "0")
-    assert request.headers["Accept-Encoding"] == "identity"
-
-
-def test_raw_extra_headers_are_sent_and_override_defaults(httpserver, key_env):
-    expect_raw(httpserver)
-    result = run_cli("raw", "-H", "X-Test: 1", "-H", "X-Other:  two ",
-                     "-H", "Content-Type: application/vnd.test+json",
-                     "-H", "Accept-Encoding: gzip", input=b"{}", env=key_env)
-    assert result.returncode == 0, result.stderr
-    headers = httpserver.log[0][0].headers
-    assert headers["X-Test"] == "1"
-    assert headers["X-Other"] == "two"
-    assert headers.getlist("Content-Type") == ["application/vnd.test+json"]
-    assert headers.getlist("Accept-Encoding") == ["gzip"]
-
-
-def test_raw_malformed_header_is_rejected_before_sending(httpserver, key_env):
-    expect_raw(httpserver)
-    result = run_cli("raw", "-H", "no colon here", input=b"{}", env=key_env)
-    assert result.returncode == 65
-    assert "Name: value" in result.stderr.decode()
-    assert httpserver.log == []
-
-
-def test_raw_verbose_redacts_the_key(httpserver, key_env):
-    expect_raw(httpserver)
-    result = run_cli("raw", "-v", input=b"{}", env=key_env)
-    assert result.returncode == 0
-    assert SECRET.encode() not in result.stdout + result.stderr
-    lines = result.stderr.decode().splitlines()
-    assert lines[0] == f"> POST {key_env['ASSISTERS_BASE_URL']}/chat/completions"
-    assert "> Authorization: [REDACTED]" in lines
-    assert result.stdout == b'{"ok":true}\n'
-
-
-def test_raw_events_on_a_json_reply_is_one_compact_line(httpserver, key_env):
-    expect_raw(httpserver, body=b'{\n  "a": [1, 2],\n  "b": "x"\n}\n')
-    result = run_cli("raw", "--events", input=b"{}", env=key_env)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == b'{"a":[1,2],"b":"x"}\n'
-
-
-def test_raw_events_keeps_non_json_payloads_and_drops_done(httpserver, key_env):
-    body = sse(chunk("a"), "data: plain text\n\n", "data:\n\n", ": comment\n\n")
-    expect_raw(httpserver, body=body, content_type=EVENT_STREAM)
-    result = run_cli("raw", "--events", input=b"{}", env=key_env)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == orjson.dumps(chunk("a")) + b"\nplain text\n"
