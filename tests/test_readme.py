@@ -65,3 +65,38 @@ def test_readme_commands_work_as_written(block: str, tmp_path: Path):
     assert b"Traceback" not in result.stderr
     assert SECRET.encode() not in result.stdout + result.stderr
 
+
+
+ARCHITECTURE = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+PATH_LIKE = re.compile(r"^(?:\.\./)?[\w/.-]+?(?:\.py|\.md|/)(?::\w+)?$")
+ATTRIBUTE = re.compile(r"^([a-z_]+(?:/[a-z_]+)?)(?:\.py)?[.:]([A-Za-z_]\w*)$")
+
+
+def spans(text: str) -> list[str]:
+    return re.findall(r"`([^`\n]+)`", text)
+
+
+def test_architecture_names_only_paths_that_exist():
+    """Every file, folder and ``module.name`` that ARCHITECTURE.md names is real."""
+    package = ROOT / "cli" / "assisters"
+    every_file = [p.relative_to(ROOT).as_posix() for p in ROOT.rglob("*") if ".git" not in p.parts]
+    checked = 0
+    for span in spans(ARCHITECTURE):
+        if "NAME" in span or "MODULE" in span:
+            continue  # a placeholder in "where to add"
+        attribute = ATTRIBUTE.match(span)
+        if attribute and not span.endswith((".py", ".md")):
+            module, name = attribute.groups()
+            path = package / (module + ".py")
+            if path.is_file():
+                checked += 1
+                assert re.search(rf"^\s*(?:def|class) {name}\b|^{name} = ", path.read_text(), re.M), span
+                continue
+        if PATH_LIKE.match(span):
+            path = span.split(":")[0].rstrip("/")
+            if path.startswith("../"):
+                assert (ROOT / path).resolve().exists() or not (ROOT.parent / "shared").exists(), span
+            else:
+                assert any(f == path or f.endswith("/" + path) for f in every_file), span
+            checked += 1
+    assert checked > 40  # the patterns still find the names
