@@ -14,8 +14,9 @@ import httpx
 
 from assisters import __version__
 from assisters.answer import one_line
-from assisters.config import Settings, redact_url
+from assisters.config import Settings
 from assisters.errors import AssistersError, ProtocolError, TemporaryError, TimeoutFailure
+from assisters.redact import redact_url
 
 
 def make_client(settings: Settings) -> httpx.Client:

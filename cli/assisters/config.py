@@ -20,8 +20,9 @@ before its first event when it hides its reasoning); idle 120 s (once a stream
 has started, servers send tokens or keep-alive comments far more often, so two
 minutes of silence is a dead connection or a stuck proxy); no total limit.
 
-The key is held in a :class:`Secret`, whose ``repr`` and ``str`` never show it,
-so it cannot leak into an error message or a traceback by accident.
+The key is held in a :class:`~assisters.redact.Secret`, whose ``repr`` and ``str``
+never show it, and which registers it with :mod:`assisters.redact`, so that no
+output of the process can hold it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from assisters.errors import ConfigError
+from assisters.redact import Secret, redact_url
 
 DEFAULT_BASE_URL = "https://api.assisters.dev/v1"
 LOCAL_BASE_URL = "local"  # the built-in server, started for the duration of a command
@@ -69,26 +71,6 @@ _KNOWN_KEYS = {
     "max_resumes",
     "resume_body",
 }
-
-
-class Secret:
-    """A string that does not show itself; ``reveal()`` is the only way in."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
 
 
 @dataclass(frozen=True)
@@ -363,10 +345,3 @@ def insecure_key_warning(settings: Settings) -> str | None:
         host = parts.hostname
         return f"warning: sending the API key over plain http to {host}; use https"
     return None
-
-
-def redact_url(url: str) -> str:
-    """The URL without user info or query string, which may carry credentials."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return f"{parts.scheme}://{host}{parts.path}" if parts.scheme else url.split("?")[0]

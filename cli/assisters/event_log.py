@@ -17,7 +17,7 @@ import orjson
 from assisters.answer import Answer, one_line, parse_json
 from assisters.errors import AssistersError
 from assisters.exchange import BodyDecoder, Exchange, OutgoingRequest, ResponseHead
-from assisters.recording import redact_headers
+from assisters.redact import redact_headers, safe_url
 from assisters.sse import Comment, Event, Field, SSEDecoder
 from assisters.stream import check_status, guarded_reads
 from assisters.terminal import Streams, direct_write, write_rest
@@ -264,7 +264,7 @@ def anomalies(answer: Answer, stats: DebugStats,
 
 def describe_request(request: OutgoingRequest) -> str:
     """``-v``: the request as sent, credentials redacted."""
-    lines = [f"> {request.method} {request.url}"]
+    lines = [f"> {request.method} {safe_url(request.url)}"]
     lines += [f"> {k}: {v}" for k, v in redact_headers(request.headers)]
     if request.body is not None:
         lines.append(">")

@@ -13,8 +13,8 @@ import time
 from typing import TYPE_CHECKING
 
 from assisters.answer import error_message, one_line, parse_json
-from assisters.config import redact_url
 from assisters.errors import HTTPStatusError
+from assisters.redact import redact_url
 
 if TYPE_CHECKING:
     from assisters.exchange import ResponseHead

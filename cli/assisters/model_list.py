@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from assisters.config import Overrides, load_settings, redact_url
+from assisters.config import Overrides, load_settings
 from assisters.errors import ProtocolError
+from assisters.redact import redact_url
 
 if TYPE_CHECKING:
     from assisters.config import Settings

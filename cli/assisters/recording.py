@@ -15,7 +15,8 @@ crash or Ctrl-C keeps everything that arrived::
 ``ms`` counts from the moment the request was sent. Reads are the body bytes as
 they came off the connection (transfer framing removed, content encoding kept).
 Credentials never reach the file: headers that carry them are replaced by
-``[REDACTED]``, and the key itself is scrubbed from every line as a last guard.
+``[REDACTED]``, the URL loses its user info, and every line goes through
+:func:`assisters.redact.scrub_bytes` (a read is scrubbed before it is encoded).
 """
 
 from __future__ import annotations
@@ -28,28 +29,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
 from assisters.errors import AssistersError, ExitStatus, RequestError
 from assisters.exchange import OutgoingRequest, ResponseHead
+from assisters.redact import StreamScrubber, redact_headers, safe_url, scrub_bytes
 
 FORMAT = "assisters-recording"
 VERSION = 1
-REDACTED = "[REDACTED]"
-_SECRET_WORDS = ("auth", "key", "token", "secret", "cookie", "password", "signature")
-
-
-def is_secret_header(name: str) -> bool:
-    lowered = name.lower()
-    return any(word in lowered for word in _SECRET_WORDS)
-
-
-def redact_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    return [(k, REDACTED if is_secret_header(k) else v) for k, v in headers]
-
-
 def _bytes_field(data: bytes, text_key: str, b64_key: str) -> dict[str, str]:
     try:
         return {text_key: data.decode("utf-8")}
@@ -57,42 +45,31 @@ def _bytes_field(data: bytes, text_key: str, b64_key: str) -> dict[str, str]:
         return {b64_key: base64.b64encode(data).decode("ascii")}
 
 
-def without_userinfo(url: str) -> str:
-    """The URL with any ``user:password@`` removed (the query stays: it is the request)."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-
-
 class FileRecorder:
     """Writes an exchange to ``stream`` line by line, flushing each line."""
 
-    def __init__(self, stream: IO[bytes], command: str, secrets: list[str]) -> None:
+    def __init__(self, stream: IO[bytes], command: str) -> None:
         self._stream = stream
         self._command = command
-        self._secrets = [s for s in secrets if s]
+        self._reads = StreamScrubber()  # a secret split across two reads is caught too
         self._start = time.perf_counter()
 
     def _ms(self) -> float:
         return round((time.perf_counter() - self._start) * 1000, 3)
 
     def _write(self, record: dict[str, Any]) -> None:
-        line = orjson.dumps(record)
-        for secret in self._secrets:
-            line = line.replace(secret.encode(), REDACTED.encode())
-        self._stream.write(line + b"\n")
+        self._stream.write(scrub_bytes(orjson.dumps(record)) + b"\n")
         self._stream.flush()
 
     def request(self, request: OutgoingRequest) -> None:
         self._start = time.perf_counter()
         record: dict[str, Any] = {
             "type": "request", "format": FORMAT, "version": VERSION, "command": self._command,
-            "method": request.method, "url": without_userinfo(request.url),
+            "method": request.method, "url": safe_url(request.url),
             "headers": redact_headers(request.headers),
         }
         if request.body is not None:
-            record.update(_bytes_field(request.body, "body", "body_b64"))
+            record.update(_bytes_field(scrub_bytes(request.body), "body", "body_b64"))
         self._write(record)
 
     def response(self, head: ResponseHead) -> None:
@@ -101,7 +78,9 @@ class FileRecorder:
                      "headers": redact_headers(head.headers)})
 
     def read(self, data: bytes) -> None:
-        self._write({"type": "read", "ms": self._ms(), **_bytes_field(data, "text", "b64")})
+        data = self._reads.feed(data)
+        if data:
+            self._write({"type": "read", "ms": self._ms(), **_bytes_field(data, "text", "b64")})
 
     def error(self, error: AssistersError) -> None:
         self._write({"type": "error", "ms": self._ms(), "message": error.message,
@@ -111,11 +90,14 @@ class FileRecorder:
         self._write({"type": "interrupted", "ms": self._ms()})
 
     def end(self) -> None:
+        held = self._reads.finish()
+        if held:
+            self._write({"type": "read", "ms": self._ms(), **_bytes_field(held, "text", "b64")})
         self._write({"type": "end", "ms": self._ms()})
 
 
 @contextmanager
-def recorder_for(path: str | None, command: str, secrets: list[str]) -> Iterator[FileRecorder | None]:
+def recorder_for(path: str | None, command: str) -> Iterator[FileRecorder | None]:
     """``--save FILE`` (``-`` is not allowed: stdout is for the answer)."""
     if not path:
         yield None
@@ -125,7 +107,7 @@ def recorder_for(path: str | None, command: str, secrets: list[str]) -> Iterator
     except OSError as exc:
         raise RequestError(f"cannot write recording {path}: {exc.strerror}") from None
     with stream:
-        yield FileRecorder(stream, command, secrets)
+        yield FileRecorder(stream, command)
 
 
 @dataclass

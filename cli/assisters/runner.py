@@ -63,8 +63,7 @@ class LiveOpener:
     def __call__(self, timing: Timing, body: bytes | None = None) -> Iterator[Exchange]:
         settings, streams = self.settings, self.streams
         request = self.request if body is None else dataclasses.replace(self.request, body=body)
-        secrets = [settings.api_key.reveal()] if settings.api_key else []
-        with self.watch, recorder_for(self.save, self.command, secrets) as recorder, \
+        with self.watch, recorder_for(self.save, self.command) as recorder, \
                 make_client(settings) as client:
             if self.verbose:
                 streams.warn(describe_request(with_client_headers(client, request)))

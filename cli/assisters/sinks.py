@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from assisters.answer import one_line
+from assisters.redact import StreamScrubber
 from assisters.stream import ChatResult
 from assisters.terminal import Spinner, Streams, dim, direct_write, write_rest
 
@@ -37,6 +38,7 @@ class TextSink:
         self._waiting: _Waiting | None = _Waiting(streams)
         self._show_reasoning = streams.stderr_is_tty
         self._reasoning_open = False
+        self._reasoning_scrub = StreamScrubber()  # reasoning is server text on stderr
         self._plain = False  # no spinner to stop, no reasoning line to end: just write
         self._last = b""
 
@@ -64,9 +66,7 @@ class TextSink:
             self._waiting.over()
             self._waiting = None
         if self._reasoning_open:
-            self._streams.stderr.write("\n\n")
-            self._streams.stderr.flush()
-            self._reasoning_open = False
+            self._end_reasoning("\n\n")
         self._plain = True
 
     def reasoning(self, text: str) -> None:
@@ -75,10 +75,17 @@ class TextSink:
         if self._waiting is not None:
             self._waiting.over()
             self._waiting = None
+        text = self._reasoning_scrub.feed(text.encode()).decode("utf-8", "replace")
         self._streams.stderr.write(dim(text, self._streams.stderr_styled))
         self._streams.stderr.flush()
         self._reasoning_open = True
         self._plain = False
+
+    def _end_reasoning(self, end: str) -> None:
+        held = self._reasoning_scrub.finish().decode("utf-8", "replace")
+        self._streams.stderr.write(dim(held, self._streams.stderr_styled) + end if held else end)
+        self._streams.stderr.flush()
+        self._reasoning_open = False
 
     def notice(self, line: str) -> None:
         """A retry or resume notice: the spinner goes, and on a terminal the line
@@ -88,8 +95,7 @@ class TextSink:
             self._waiting = None
         stderr = self._streams.stderr
         if self._reasoning_open:
-            stderr.write("\n")
-            self._reasoning_open = False
+            self._end_reasoning("\n")
         elif self._streams.stdout_is_tty and self._last and not self._last.endswith(b"\n"):
             stderr.write("\n")
         stderr.write(line + "\n")
@@ -102,8 +108,10 @@ class TextSink:
             self._waiting.over()
             self._waiting = None
         if self._reasoning_open:
-            self._streams.stderr.write("\n")
-            self._streams.stderr.flush()
+            self._end_reasoning("\n")
+        release = getattr(self._out, "release", None)
+        if release is not None:  # the end of the answer: a tail held back as a possible secret
+            release()
         if self._streams.stdout_is_tty and self._last and not self._last.endswith(b"\n"):
             self._out.write(b"\n")
             self._out.flush()

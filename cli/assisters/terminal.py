@@ -14,6 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import BinaryIO, TextIO
 
+from assisters import redact
+from assisters.redact import ScrubbingText, ScrubbingWriter
+
 SPINNER_FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 SPINNER_DELAY = 0.15  # seconds before the first frame, so fast answers never flicker
 SPINNER_INTERVAL = 0.08
@@ -53,11 +56,13 @@ def styling_allowed(is_tty: bool, environ: Mapping[str, str]) -> bool:
 
 
 def system_streams(environ: Mapping[str, str]) -> Streams:
+    """The process's streams; stdout and stderr scrub every secret (:mod:`assisters.redact`)."""
     out_tty, err_tty = _isatty(sys.stdout), _isatty(sys.stderr)
+    stderr = sys.stderr if isinstance(sys.stderr, ScrubbingText) else ScrubbingText(sys.stderr)
     return Streams(
         stdin=sys.stdin.buffer,
-        stdout=sys.stdout.buffer,
-        stderr=sys.stderr,
+        stdout=ScrubbingWriter(sys.stdout.buffer),  # type: ignore[arg-type]
+        stderr=stderr,  # type: ignore[arg-type]
         stdin_is_tty=_isatty(sys.stdin),
         stdout_is_tty=out_tty,
         stderr_is_tty=err_tty,
@@ -76,11 +81,31 @@ def direct_write(out: BinaryIO) -> Callable[[bytes], int | None] | None:
     function may write less than it was given (a signal, a non-blocking file):
     the caller then writes the rest through ``out``, see :func:`write_rest`.
     """
+    if type(out) is ScrubbingWriter:
+        return _scrubbing_direct_write(out)
     if type(out) is io.FileIO:  # already unbuffered (python -u, PYTHONUNBUFFERED)
         return out.write
     if type(out) is not io.BufferedWriter:
         return None
     return out.raw.write  # type: ignore[no-any-return]
+
+
+def _scrubbing_direct_write(out: ScrubbingWriter) -> Callable[[bytes], int | None] | None:
+    """The direct write under a scrubbing stdout: the file's own write while no secret
+    is registered (the usual case: a loopback server needs no key), else one that
+    scrubs first and writes all of it."""
+    inner = direct_write(out.wrapped)
+    if inner is None or not redact.active():
+        return inner
+
+    def write(data: bytes) -> int:
+        scrubbed = out.scrubbed(data)
+        written = inner(scrubbed)
+        if written != len(scrubbed):
+            write_rest(out.wrapped, scrubbed, written)
+        return len(data)
+
+    return write
 
 
 def write_rest(out: BinaryIO, data: bytes, written: int | None) -> None:

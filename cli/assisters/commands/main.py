@@ -97,6 +97,10 @@ def click_error_line(exc: click.ClickException) -> str:
 
 
 def _say(line: str) -> None:
+    """The last line of a run; scrubbed of secrets, since it may quote the server."""
+    redact = sys.modules.get("assisters.redact")  # loaded once any secret could exist
+    if redact is not None:
+        line = redact.scrub(line)  # type: ignore[attr-defined]
     try:
         sys.stderr.write(line + "\n")
         sys.stderr.flush()
@@ -105,9 +109,13 @@ def _say(line: str) -> None:
 
 
 def _quiet_exit(status: int, streams_ok: bool) -> None:
-    """Exit without Python complaining about a closed stdout at shutdown."""
+    """Exit without Python complaining about a closed stdout at shutdown; output held
+    back while it could have been the start of a secret goes out first."""
     try:
         if streams_ok:
+            redact = sys.modules.get("assisters.redact")
+            if redact is not None:
+                redact.release_all()  # type: ignore[attr-defined]
             sys.stdout.flush()
     except OSError:
         streams_ok = False
