@@ -4,7 +4,8 @@
 per base URL: ``$XDG_CACHE_HOME/assisters/models-<first 16 hex digits of
 sha256(base URL)>.json`` (``~/.cache/assisters/`` by default), holding
 ``{"base_url": ..., "fetched_at": ..., "models": [...]}``. The key is never
-written; the stored ``base_url`` is redacted too, in case it carries credentials.
+written (the file goes through :func:`assisters.redact.scrub`); the stored
+``base_url`` is redacted too, in case it carries credentials.
 
 Completion imports this module, so at the top it uses the standard library only:
 the HTTP stack and orjson are imported by :func:`fetch_models` when it runs.
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from assisters.config import Overrides, load_settings
 from assisters.errors import ProtocolError
-from assisters.redact import redact_url
+from assisters.redact import redact_url, scrub
 
 if TYPE_CHECKING:
     from assisters.config import Settings
@@ -74,8 +75,7 @@ def write_cache(base_url: str, ids: list[str], environ: Mapping[str, str]) -> Pa
     fd, temp = tempfile.mkstemp(prefix=".models-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(record, out, ensure_ascii=False, indent=1)
-            out.write("\n")
+            out.write(scrub(json.dumps(record, ensure_ascii=False, indent=1)) + "\n")
         os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,7 +35,7 @@ import orjson
 
 from assisters.errors import AssistersError, ExitStatus, RequestError
 from assisters.exchange import OutgoingRequest, ResponseHead
-from assisters.redact import StreamScrubber, redact_headers, safe_url, scrub_bytes
+from assisters.redact import StreamScrubber, caught_in_output, redact_headers, safe_url, scrub_bytes
 
 FORMAT = "assisters-recording"
 VERSION = 1
@@ -106,8 +107,33 @@ def recorder_for(path: str | None, command: str) -> Iterator[FileRecorder | None
         stream = open(path, "wb")  # noqa: SIM115 - closed below, after the exchange
     except OSError as exc:
         raise RequestError(f"cannot write recording {path}: {exc.strerror}") from None
+    caught = caught_in_output()
     with stream:
         yield FileRecorder(stream, command)
+    if caught_in_output() != caught:
+        withhold_body(Path(path))
+
+
+def withhold_body(path: Path) -> None:
+    """Rewrite a recording without its body reads, atomically.
+
+    Done when the answer shown held a secret that no single read held: the server
+    sent a credential back split across events, so the reads hold it in pieces that
+    a replay would join again. The rest of the exchange (request, head, error, end)
+    stays, with a ``withheld`` record in place of the reads."""
+    temp = path.with_name(path.name + ".tmp")
+    withheld = 0
+    with path.open("rb") as source, temp.open("wb") as out:
+        for line in source:
+            if line.startswith(b'{"type":"read"'):
+                withheld += 1
+                continue
+            if line.startswith(b'{"type":"end"') and withheld:
+                out.write(orjson.dumps({"type": "withheld", "reads": withheld, "reason":
+                                        "the answer held a credential the server sent back"}) + b"\n")
+                withheld = 0
+            out.write(line)
+    os.replace(temp, path)
 
 
 @dataclass

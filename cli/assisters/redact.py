@@ -14,7 +14,12 @@ holds it:
 * headers and URLs shown or stored: :func:`redact_headers` and :func:`safe_url`.
 
 That includes text the server sends back: a 401 body quoting the key, an error
-event, an echo.  What is scrubbed is the secret's text, its URL-encoded form and
+event, an echo. A secret the server splits across events is caught where the
+events are joined into text (chat's answer, ``--json``, batch bodies, stored
+conversations); the byte-level views of the protocol (``raw``, ``debug``) show the
+events as they came, and a recording whose joined answer held a secret has its
+body reads withheld (:func:`assisters.recording.withhold_body`), since a replay
+would join them again.  What is scrubbed is the secret's text, its URL-encoded form and
 its JSON-escaped form, each replaced by ``[REDACTED]``. Secrets shorter than
 :data:`MIN_SECRET_LENGTH` characters are not scrubbed from output text (they would
 match ordinary words); they are still never printed by us.
@@ -34,6 +39,7 @@ _SECRET_WORDS = ("auth", "key", "token", "secret", "cookie", "password", "signat
 
 _texts: list[str] = []  # every registered secret's forms, longest first
 _forms: list[bytes] = []
+_caught = [0]  # secrets replaced in streamed output so far (see caught_in_output)
 
 
 class Secret:
@@ -108,6 +114,7 @@ class StreamScrubber:
         for form in _forms:  # usually one: the key; a read is usually shorter than it
             if size >= len(form) and form in data:
                 data = data.replace(form, REDACTED_BYTES)
+                _caught[0] += 1
         keep = _partial_tail(data)
         if keep:
             self._held = data[-keep:]
@@ -118,6 +125,14 @@ class StreamScrubber:
         """What is held back, to write at the end of the stream (it is no secret)."""
         held, self._held = self._held, b""
         return held
+
+
+def caught_in_output() -> int:
+    """How many times a secret was replaced in streamed output (the answer's text,
+    which is joined from many events). A recording compares it before and after an
+    exchange: a secret that appeared only once the events were joined is held in
+    the recording in pieces, where no byte search can find it."""
+    return _caught[0]
 
 
 def _partial_tail(data: bytes) -> int:
