@@ -306,13 +306,16 @@ def test_key_echoed_back_by_the_server_is_scrubbed_from_the_reads(tmp_path):
     assert any(line["type"] == "read" for line in records(path))
 
 
-def test_credentials_in_the_base_url_are_not_recorded(tmp_path):
+def test_credentials_in_the_base_url_are_refused_before_anything_is_recorded(tmp_path):
+    """user:password@ would replace the key with Basic auth: exit 78, nothing sent or written."""
     path = tmp_path / "rec.jsonl"
     with ChatServer(ServeOptions(tokens_per_second=0)) as server:
         base_url = server.base_url.replace("http://", f"http://user:{SECRET}@")
         result = run_cli("chat", "-m", "echo", "--base-url", base_url, "--save", str(path), "hi")
-    assert result.returncode == 0, result.stderr
-    assert SECRET.encode() not in path.read_bytes()
+        assert server.state.requests_seen == 0
+    assert result.returncode == 78, result.stderr
+    assert b"user:password@" in result.stderr and SECRET.encode() not in result.stderr
+    assert not path.exists()
 
 
 # ------------------------------------------------------------- written as it happens

@@ -201,7 +201,7 @@ def test_raw_extra_headers_are_sent_and_override_defaults(httpserver, key_env):
 def test_raw_malformed_header_is_rejected_before_sending(httpserver, key_env):
     expect_raw(httpserver)
     result = run_cli("raw", "-H", "no colon here", input=b"{}", env=key_env)
-    assert result.returncode == 65
+    assert result.returncode == 2
     assert "Name: value" in result.stderr.decode()
     assert httpserver.log == []
 
