@@ -85,8 +85,8 @@ def _valid_text(value: Any) -> Any:
     if isinstance(value, str):
         try:
             value.encode("utf-8")
-        except UnicodeEncodeError:
-            return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape: one U+FFFD each
+            return "".join("\ufffd" if 0xD800 <= ord(char) <= 0xDFFF else char for char in value)
         return value
     if isinstance(value, list):
         return [_valid_text(item) for item in value]

@@ -63,9 +63,14 @@ def serve(**params: Any) -> None:
 
     replay_file = params.pop("replay_file")
     if replay_file:
+        from assisters.errors import RequestError
         from assisters.recording import load_recording, looks_like_recording
 
-        if looks_like_recording(Path(replay_file).read_bytes()):
+        try:
+            data = Path(replay_file).read_bytes()
+        except OSError as exc:
+            raise RequestError(f"cannot read {replay_file}: {exc.strerror}") from None
+        if looks_like_recording(data):
             load_recording(Path(replay_file))  # a damaged recording is refused now, not per request
     try:
         options = ServeOptions(replay=Path(replay_file) if replay_file else None, **params)
