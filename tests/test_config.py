@@ -905,3 +905,20 @@ def test_every_base_url_that_is_accepted_can_be_sent(environ: dict[str, str], ur
         sent = httpx.URL(settings.url(path))
         assert sent.host and sent.scheme in ("http", "https")
         assert not sent.userinfo
+
+
+def test_the_readme_config_example_is_valid(environ: dict[str, str], tmp_path: Path) -> None:
+    """Every profile of README's example passes the checks (without running pass)."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    example, = re.findall(r"^```toml\n(.*?)^```", readme, flags=re.M | re.S)
+    path = tmp_path / "readme.toml"
+    path.write_text(example, encoding="utf-8")
+    env = {**environ, "ASSISTERS_CONFIG": str(path)}
+    azure = load(env, Overrides(profile="azure"), need_key=False)
+    assert azure.auth_header == "api-key"
+    assert azure.url("chat/completions") == ("https://myresource.openai.azure.com/openai/deployments/gpt-4o"
+                                             "/chat/completions?api-version=2024-10-21")
+    assert load(env, Overrides(profile="local"), need_key=False).resume_body == {}
+    assert load(env, need_key=False).idle_timeout == 60
