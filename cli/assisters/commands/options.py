@@ -111,20 +111,56 @@ class Header(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-class FiniteFloat(click.FloatRange):
-    """A float range that also refuses ``nan`` and ``inf`` (JSON has neither;
-    a timeout of either never fires)."""
+class FiniteFloat(click.ParamType):
+    """A finite number (JSON has no ``nan`` or ``inf``; a timeout of either never
+    fires), optionally more than 0 and at most ``high``."""
+
+    name = "float"
+
+    def __init__(self, *, positive: bool = False, high: float | None = None) -> None:
+        self.positive = positive
+        self.high = high
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        number = super().convert(value, param, ctx)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number", param, ctx)
+        if self.positive and number <= 0:
+            self.fail(f"{value} is not more than 0", param, ctx)
+        if self.high is not None and number > self.high:
+            self.fail(f"{value} is more than {self.high:g}", param, ctx)
+        return number
+
+
+class WholeNumber(click.ParamType):
+    """An integer from ``low`` (default: the 64-bit minimum) to the 64-bit maximum:
+    JSON numbers beyond 64 bits cannot be sent as integers."""
+
+    name = "integer"
+
+    def __init__(self, low: int = INT64[0]) -> None:
+        self.low = low
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int):
+            number = value
+        else:
+            try:
+                number = int(value)
+            except ValueError:
+                self.fail(f"{value!r} is not a whole number", param, ctx)
+        if number < self.low or number > INT64[1]:
+            limit = "a 64-bit integer" if self.low == INT64[0] else f"from {self.low} to {INT64[1]} (64 bits)"
+            self.fail(f"{str(value)[:40]} is not {limit}", param, ctx)
         return number
 
 
 TEXT = Text()
 NAME = Name()
-SECONDS = FiniteFloat(min=0, min_open=True, max=MAX_SECONDS)
+SECONDS = FiniteFloat(positive=True, high=MAX_SECONDS)
 
 
 def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -159,11 +195,11 @@ def chat_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("-m", "--model", type=NAME, shell_complete=_complete_model,
                      help="Model name [env ASSISTERS_MODEL; default llama-3.1-8b]."),
         click.option("-s", "--system", type=TEXT, metavar="TEXT", help="System prompt."),
-        click.option("-t", "--temperature", type=FiniteFloat(), help="Sampling temperature."),
-        click.option("--max-tokens", type=click.IntRange(1, INT64[1]), help="Most tokens to generate."),
-        click.option("--top-p", type=FiniteFloat(), help="Nucleus sampling probability mass."),
+        click.option("-t", "--temperature", type=FiniteFloat(), metavar="X", help="Sampling temperature."),
+        click.option("--max-tokens", type=WholeNumber(1), metavar="N", help="Most tokens to generate."),
+        click.option("--top-p", type=FiniteFloat(), metavar="P", help="Nucleus sampling probability mass."),
         click.option("--stop", type=TEXT, multiple=True, metavar="TEXT", help="Stop sequence (repeatable)."),
-        click.option("--seed", type=click.IntRange(*INT64), help="Sampling seed (64-bit)."),
+        click.option("--seed", type=WholeNumber(), metavar="N", help="Sampling seed (a 64-bit integer)."),
         click.option("-o", "--option", "extra", type=click.Tuple([NAME, TEXT]), multiple=True,
                      metavar="KEY VALUE",
                      help="Any extra body field; VALUE is JSON when it parses as JSON, else a string."),

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("file", required=False, type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("--path", "api_path", type=NAME, default="/chat/completions", show_default=True,
+@click.option("--path", "api_path", type=NAME, metavar="PATH", default="/chat/completions", show_default=True,
               help="Path relative to the base URL (its query goes before the base URL's).")
 @click.option("-X", "--method", type=Method(), default="POST", show_default=True, help="HTTP method.")
 @click.option("-H", "--header", "headers", type=Header(), multiple=True, metavar="'NAME: VALUE'",
