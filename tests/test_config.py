@@ -922,3 +922,11 @@ def test_the_readme_config_example_is_valid(environ: dict[str, str], tmp_path: P
                                              "/chat/completions?api-version=2024-10-21")
     assert load(env, Overrides(profile="local"), need_key=False).resume_body == {}
     assert load(env, need_key=False).idle_timeout == 60
+
+
+def test_the_flags_bound_on_seconds_is_the_configs() -> None:
+    """commands/options.py cannot import config (it loads click only): the two must agree."""
+    from assisters.commands.options import MAX_SECONDS
+    from assisters.config import MAX_TIMEOUT
+
+    assert MAX_SECONDS == MAX_TIMEOUT
