@@ -346,16 +346,41 @@ def test_api_key_command_printing_nothing_is_an_error(environ: dict[str, str], x
     assert "no key" in load_error(environ).message
 
 
-@pytest.mark.parametrize("url", ["local", "http://localhost:8080/v1", "http://127.0.0.1:9/v1", "http://[::1]/v1"])
-def test_api_key_command_is_not_run_for_local_or_loopback(environ: dict[str, str], xdg: Path,
-                                                         tmp_path: Path, url: str) -> None:
-    """They need no key, and an offline run must not depend on a password manager."""
+LOOPBACK_URLS = ["http://localhost:8080/v1", "http://127.0.0.1:9/v1", "http://[::1]/v1"]
+
+
+@pytest.mark.parametrize("url", ["local", *LOOPBACK_URLS])
+@pytest.mark.parametrize("how", ["flag", "env", "file"])
+def test_api_key_command_is_not_run_for_an_offline_run(environ: dict[str, str], xdg: Path, tmp_path: Path,
+                                                        url: str, how: str) -> None:
+    """``local`` never needs a key; a loopback URL from a flag or a variable, or from
+    another table than the command, neither: an offline run must not depend on a
+    password manager."""
     marker = tmp_path / "command-ran"
-    write_config(xdg, f'base_url = "{url}"\napi_key_command = ["touch", "{marker}"]\n')
-    assert load(environ).api_key is None
+    command = f'api_key_command = ["touch", "{marker}"]\n'
+    env, flags = dict(environ), Overrides()
+    if how == "flag":
+        write_config(xdg, command)
+        flags = Overrides(base_url=url)
+    elif how == "env":
+        write_config(xdg, command)
+        env["ASSISTERS_BASE_URL"] = url
+    else:  # the command at the top level, the URL in the chosen profile
+        write_config(xdg, f'{command}profile = "p"\n[profiles.p]\nbase_url = "{url}"\n')
+    assert load(env, flags).api_key is None
     assert not marker.exists()
     # a key given another way is still sent to a loopback server
-    assert key_of(load({**environ, "ASSISTERS_API_KEY": KEY})) == KEY
+    assert key_of(load({**env, "ASSISTERS_API_KEY": KEY}, flags)) == KEY
+
+
+@pytest.mark.parametrize("url", LOOPBACK_URLS)
+def test_api_key_command_runs_for_a_loopback_url_set_beside_it(environ: dict[str, str], xdg: Path,
+                                                               url: str) -> None:
+    """A profile that names a local server and a key command asks for that key."""
+    write_config(xdg, f'[profiles.proxy]\nbase_url = "{url}"\napi_key_command = "echo sk-local-proxy"\n')
+    assert key_of(load({**environ, "ASSISTERS_PROFILE": "proxy"})) == "sk-local-proxy"
+    write_config(xdg, 'base_url = "local"\napi_key_command = "echo sk-local-proxy"\n')
+    assert load(environ).api_key is None  # local: never
 
 
 def test_api_key_command_is_not_run_when_no_key_is_needed(environ: dict[str, str], xdg: Path,

@@ -30,9 +30,11 @@ the source and never the key, and nothing is sent. It is sent as
 (Azure OpenAI's ``api-key``), as that header's bare value.
 
 **api_key_command** runs only when a key is needed and no flag, variable or
-``api_key`` gave one: never for ``--base-url local`` or a loopback base URL (they
-need no key, and an offline run must not depend on a password manager), never
-for shell completion. A string runs through ``/bin/sh``; a TOML list runs as
+``api_key`` gave one: never for ``--base-url local``, never for shell completion,
+and for a loopback base URL only when the config file sets that URL in the same
+table (top level or profile) as the command (a local server that wants a key);
+a loopback URL from a flag or a variable needs no key, and an offline run must
+not depend on a password manager. A string runs through ``/bin/sh``; a TOML list runs as
 argv, without a shell. The key is the *first line* of its output, stripped:
 ``pass show`` prints the password on line 1 and metadata after it, and the rest
 is never read. A first line that cannot be a key is refused (exit 78).
@@ -499,7 +501,7 @@ def load_settings(flags: Overrides, environ: Mapping[str, str], *, need_key: boo
         values[rule.name], wheres[rule.name] = _resolve(rule, flags, environ, entries)
     command = values.pop("api_key_command")
     key = values["api_key"]
-    if key is None and need_key and not is_loopback(values["base_url"]):
+    if key is None and need_key and _key_wanted(values["base_url"], wheres):
         if command is None:
             raise ConfigError(
                 "no API key: set ASSISTERS_API_KEY (or pass --api-key, or api_key_command "
@@ -509,6 +511,22 @@ def load_settings(flags: Overrides, environ: Mapping[str, str], *, need_key: boo
     if values["resume_body"] is DEFAULT_RESUME_BODY:
         values["resume_body"] = dict(DEFAULT_RESUME_BODY)
     return Settings(profile=profile_name, **values)
+
+
+def _key_wanted(base_url: str, wheres: dict[str, str]) -> bool:
+    """Whether a key must be found (``api_key_command`` run, or its absence an error).
+
+    Not for ``local``. Not for a loopback URL either, unless the config file pairs
+    that URL with an ``api_key_command`` in the same table (top level or profile):
+    writing both together asks for the key, while a loopback URL from a flag or a
+    variable (an offline run) must not depend on a password manager."""
+    if base_url == LOCAL_BASE_URL:
+        return False
+    if not is_loopback(base_url):
+        return True
+    url_table = wheres["base_url"].removeprefix("base_url in ")
+    command_table = wheres["api_key_command"].removeprefix("api_key_command in ")
+    return url_table != wheres["base_url"] and url_table == command_table
 
 
 def _resolve(rule: Rule, flags: Overrides, environ: Mapping[str, str],

@@ -271,6 +271,12 @@ def test_serve_refuses_a_number_the_handler_cannot_wait_for_at_start_up(option):
     assert option[0] in line and "Traceback" not in line
 
 
+def test_serve_host_that_is_not_utf8_is_a_usage_error():
+    result = run_cli("serve", "--port", "0", "--host", os.fsdecode(b"\xff"), timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert b"'--host'" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
 def test_base_url_local_honours_stop_sequences():
     result = run_cli("chat", "--base-url", "local", "-m", "echo", "--stop", "wor", "--stop", "zz", "--json",
                      "hello world")
