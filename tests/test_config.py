@@ -346,9 +346,50 @@ def test_api_key_command_printing_nothing_is_an_error(environ: dict[str, str], x
     assert "no key" in load_error(environ).message
 
 
-def test_api_key_command_runs_even_for_loopback(environ: dict[str, str], xdg: Path) -> None:
-    write_config(xdg, 'base_url = "http://localhost:8080/v1"\napi_key_command = "echo sk-local"\n')
-    assert key_of(load(environ)) == "sk-local"
+LOOPBACK_URLS = ["http://localhost:8080/v1", "http://127.0.0.1:9/v1", "http://[::1]/v1"]
+
+
+@pytest.mark.parametrize("url", ["local", *LOOPBACK_URLS])
+@pytest.mark.parametrize("how", ["flag", "env", "file"])
+def test_api_key_command_is_not_run_for_an_offline_run(environ: dict[str, str], xdg: Path, tmp_path: Path,
+                                                        url: str, how: str) -> None:
+    """``local`` never needs a key; a loopback URL from a flag or a variable, or from
+    another table than the command, neither: an offline run must not depend on a
+    password manager."""
+    marker = tmp_path / "command-ran"
+    command = f'api_key_command = ["touch", "{marker}"]\n'
+    env, flags = dict(environ), Overrides()
+    if how == "flag":
+        write_config(xdg, command)
+        flags = Overrides(base_url=url)
+    elif how == "env":
+        write_config(xdg, command)
+        env["ASSISTERS_BASE_URL"] = url
+    else:  # the command at the top level, the URL in the chosen profile
+        write_config(xdg, f'{command}profile = "p"\n[profiles.p]\nbase_url = "{url}"\n')
+    assert load(env, flags).api_key is None
+    assert not marker.exists()
+    # a key given another way is still sent to a loopback server
+    assert key_of(load({**env, "ASSISTERS_API_KEY": KEY}, flags)) == KEY
+
+
+@pytest.mark.parametrize("url", LOOPBACK_URLS)
+def test_api_key_command_runs_for_a_loopback_url_set_beside_it(environ: dict[str, str], xdg: Path,
+                                                               url: str) -> None:
+    """A profile that names a local server and a key command asks for that key."""
+    write_config(xdg, f'[profiles.proxy]\nbase_url = "{url}"\napi_key_command = "echo sk-local-proxy"\n')
+    assert key_of(load({**environ, "ASSISTERS_PROFILE": "proxy"})) == "sk-local-proxy"
+    write_config(xdg, 'base_url = "local"\napi_key_command = "echo sk-local-proxy"\n')
+    assert load(environ).api_key is None  # local: never
+
+
+def test_api_key_command_is_not_run_when_no_key_is_needed(environ: dict[str, str], xdg: Path,
+                                                          tmp_path: Path) -> None:
+    """Shell completion asks with need_key=False: the command never runs."""
+    marker = tmp_path / "command-ran"
+    write_config(xdg, f'api_key_command = ["touch", "{marker}"]\n')
+    assert load(environ, need_key=False).api_key is None
+    assert not marker.exists()
 
 
 def test_profile_api_key_command_overrides_top_level_api_key(environ: dict[str, str], xdg: Path) -> None:
@@ -486,10 +527,13 @@ def test_bad_timeout_from_config(environ: dict[str, str], xdg: Path, line: str) 
     assert str(path) in error.message
 
 
-@pytest.mark.parametrize(("flags", "name"), [(Overrides(timeout=0), "timeout"),
-                                             (Overrides(connect_timeout=-1.0), "connect_timeout")])
-def test_bad_timeout_from_flags(environ: dict[str, str], flags: Overrides, name: str) -> None:
-    assert name in load_error({**environ, "ASSISTERS_API_KEY": KEY}, flags).message
+@pytest.mark.parametrize(("flags", "name"), [(Overrides(timeout=0), "--timeout"),
+                                             (Overrides(connect_timeout=-1.0), "--connect-timeout"),
+                                             (Overrides(idle_timeout=float("inf")), "--idle-timeout")])
+def test_bad_timeout_from_flags_names_the_flag(environ: dict[str, str], flags: Overrides, name: str) -> None:
+    message = load_error({**environ, "ASSISTERS_API_KEY": KEY}, flags).message
+    assert message.startswith(f"{name}: ")
+    assert "config.toml" not in message
 
 
 def test_timeouts_from_each_level(environ: dict[str, str], xdg: Path) -> None:
@@ -563,3 +607,351 @@ def test_bad_reliability_setting_is_a_config_error(environ: dict[str, str], xdg:
     path = write_config(xdg, line + "\n")
     error = load_error({**environ, "ASSISTERS_API_KEY": KEY})
     assert str(path) in error.message and line.split(" =")[0] in error.message
+
+
+# -- every value is type-checked, and the message names where it came from --------------
+
+BAD_CONFIG_VALUES = [
+    ('profile = ["a"]', "profile"),
+    ("model = {a = 1}", "model"),
+    ("model = 5", "model"),
+    ('model = ""', "model"),
+    ('model = "a\\nb"', "model"),
+    ("idle_timeout = true", "idle_timeout"),
+    ('idle_timeout = "60"', "idle_timeout"),
+    ("timeout = inf", "timeout"),
+    ("connect_timeout = 1e400", "connect_timeout"),
+    ("first_byte_timeout = nan", "first_byte_timeout"),
+    ("total_timeout = true", "total_timeout"),
+    ("max_retries = 1.5", "max_retries"),
+    ("max_retries = true", "max_retries"),
+    ('max_resumes = "2"', "max_resumes"),
+    ("max_retry_wait = 604801", "max_retry_wait"),
+    ("max_total_wait = -1", "max_total_wait"),
+    ("resume = 3", "resume"),
+    ('resume = "yes"', "resume"),
+    ("resume_body = 3", "resume_body"),
+    ("resume_body = {a = nan}", "resume_body"),
+    ("resume_body = {when = 1979-05-27}", "resume_body"),
+    ('stream_usage = "maybe"', "stream_usage"),
+    ("stream_usage = 1", "stream_usage"),
+    ("api_key = 5", "api_key"),
+    ("api_key_command = 5", "api_key_command"),
+    ("api_key_command = []", "api_key_command"),
+    ("api_key_command = [1]", "api_key_command"),
+    ('api_key_command = ""', "api_key_command"),
+    ('auth_header = "api key"', "auth_header"),
+    ("auth_header = 3", "auth_header"),
+    ("base_url = 5", "base_url"),
+    ('base_url = "http://[::1/v1"', "base_url"),
+]
+
+
+@pytest.mark.parametrize(("line", "key", "in_profile"), [
+    pytest.param(line, key, in_profile, id=f"{line} ({'profile' if in_profile else 'top'})")
+    for line, key in BAD_CONFIG_VALUES for in_profile in (False, True)
+    if not (in_profile and key == "profile")  # profile is a top-level key only
+])
+def test_a_config_value_of_the_wrong_type_names_the_file_and_the_key(
+        environ: dict[str, str], xdg: Path, line: str, key: str, in_profile: bool) -> None:
+    text = f'profile = "p"\n[profiles.p]\n{line}\n' if in_profile else line + "\n"
+    path = write_config(xdg, text)
+    message = load_error({**environ, "ASSISTERS_API_KEY": KEY}).message
+    where = f"{key} in [profiles.p] of {path}" if in_profile else f"{key} in {path}"
+    assert message.startswith(f"{where}: "), message
+    assert "\n" not in message
+
+
+def test_every_config_key_refuses_a_value_of_no_setting_type(environ: dict[str, str], xdg: Path) -> None:
+    """The class, not the examples: an array of numbers and a TOML date are wrong for
+    every key, so a key added without a check fails here."""
+    from assisters.config import KNOWN_KEYS
+
+    for key in sorted(KNOWN_KEYS):
+        for value in ("[1, 2]", "2024-01-01"):
+            path = write_config(xdg, f"{key} = {value}\n")
+            message = load_error({**environ, "ASSISTERS_API_KEY": KEY}).message
+            assert message.startswith(f"{key} in {path}: "), (key, value, message)
+
+
+def test_every_config_value_is_checked_even_when_overridden(environ: dict[str, str], xdg: Path) -> None:
+    path = write_config(xdg, "max_retries = 1.5\n")
+    message = load_error({**environ, "ASSISTERS_API_KEY": KEY, "ASSISTERS_MAX_RETRIES": "1"}).message
+    assert str(path) in message
+
+
+def _env_names() -> list[str]:
+    from assisters.config import RULES
+
+    return [name for rule in RULES for name in rule.env] + ["ASSISTERS_PROFILE"]
+
+
+@pytest.mark.parametrize("name", _env_names())
+def test_a_bad_environment_variable_names_the_variable_not_a_config_file(
+        environ: dict[str, str], name: str) -> None:
+    """``ASSISTERS_MAX_RETRIES=abc`` once named a config file that did not exist."""
+    env = {**environ, name: "bad\x01value"}
+    if name not in ("ASSISTERS_API_KEY", "OPENAI_API_KEY"):
+        env["ASSISTERS_API_KEY"] = KEY
+    message = load_error(env).message
+    assert message.startswith(f"{name}: "), message
+    assert "config.toml" not in message
+
+
+def _flag_attributes() -> list[str]:
+    from assisters.config import RULES
+
+    return [attribute for rule in RULES for attribute in rule.flags]
+
+
+@pytest.mark.parametrize("attribute", _flag_attributes())
+def test_a_bad_flag_value_names_the_flag(environ: dict[str, str], attribute: str) -> None:
+    flags = Overrides(**{attribute: "bad\x01value"})
+    message = load_error({**environ, "ASSISTERS_API_KEY": KEY}, flags).message
+    assert message.startswith("--" + attribute.replace("_", "-") + ": "), message
+
+
+def test_a_bad_profile_flag_names_the_flag(environ: dict[str, str]) -> None:
+    assert load_error(environ, Overrides(profile="a\nb")).message.startswith("--profile: ")
+
+
+def test_profile_key_must_be_a_name(environ: dict[str, str], xdg: Path) -> None:
+    path = write_config(xdg, 'profile = ["a"]\n[profiles.a]\nmodel = "m"\n')
+    message = load_error({**environ, "ASSISTERS_API_KEY": KEY}).message
+    assert message == f"profile in {path}: the profile must be a string, not ['a']"
+
+
+def test_wrong_values_are_shown_in_toml_spelling(environ: dict[str, str], xdg: Path) -> None:
+    path = write_config(xdg, "idle_timeout = true\n")
+    assert load_error({**environ, "ASSISTERS_API_KEY": KEY}).message == (
+        f"idle_timeout in {path}: the idle timeout must be a number of seconds, more than 0 "
+        "and at most 604800, not true")
+
+
+def test_model_values_are_sent_as_given(environ: dict[str, str], xdg: Path) -> None:
+    write_config(xdg, 'model = "gpt-4o-mini"\n')
+    assert load({**environ, "ASSISTERS_API_KEY": KEY}).model == "gpt-4o-mini"
+
+
+def test_total_timeout_off_in_every_spelling(environ: dict[str, str], xdg: Path) -> None:
+    env = {**environ, "ASSISTERS_API_KEY": KEY}
+    for line in ('total_timeout = "off"', "total_timeout = 0", 'total_timeout = "none"'):
+        write_config(xdg, line + "\n")
+        assert load(env).total_timeout is None, line
+
+
+# -- keys that cannot go in a header -------------------------------------------------------
+
+BAD_KEYS = {
+    "newline": f"{KEY}\nlogin: someone",
+    "carriage return": f"{KEY}\rx",
+    "control character": f"{KEY}\x01",
+    "escape": f"\x1b[31m{KEY}",
+    "space": f"{KEY} {KEY}",
+    "non-ASCII": f"{KEY}é",
+    "non-latin-1": f"{KEY}😀",
+}
+
+
+@pytest.mark.parametrize("where", ["flag", "ASSISTERS_API_KEY", "OPENAI_API_KEY", "file", "profile"])
+@pytest.mark.parametrize("kind", list(BAD_KEYS))
+def test_a_key_that_cannot_go_in_a_header_is_a_config_error_that_never_shows_it(
+        environ: dict[str, str], xdg: Path, where: str, kind: str) -> None:
+    bad = BAD_KEYS[kind]
+    env = dict(environ)
+    flags = Overrides()
+    if where == "flag":
+        flags = Overrides(api_key=bad)
+    elif where in ("ASSISTERS_API_KEY", "OPENAI_API_KEY"):
+        env[where] = bad
+    else:
+        table = "" if where == "file" else "[profiles.p]\n"
+        env["ASSISTERS_PROFILE"] = "p" if where == "profile" else ""
+        write_config(xdg, table + f"api_key = {json.dumps(bad, ensure_ascii=False)}\n")
+    error = load_error(env, flags)
+    assert "HTTP header" in error.message and "\n" not in error.message
+    assert KEY not in error.message and KEY not in repr(error)
+    expected = {"flag": "--api-key: ", "file": "api_key in ", "profile": "api_key in [profiles.p]"}
+    assert error.message.startswith(expected.get(where, f"{where}: "))
+
+
+def test_the_key_is_stripped_of_surrounding_whitespace_only(environ: dict[str, str]) -> None:
+    assert key_of(load({**environ, "ASSISTERS_API_KEY": f"\t {KEY} \r\n"})) == KEY
+
+
+def test_a_key_of_only_whitespace_is_not_a_key(environ: dict[str, str]) -> None:
+    assert key_of(load({**environ, "ASSISTERS_API_KEY": "  ", "OPENAI_API_KEY": KEY})) == KEY
+
+
+# -- api_key_command: first line, argv or shell --------------------------------------------
+
+
+def test_api_key_command_uses_the_first_line_of_its_output(environ: dict[str, str], xdg: Path) -> None:
+    """``pass show`` prints the password, then metadata lines: only line 1 is the key."""
+    write_config(xdg, f"api_key_command = \"printf '{KEY}\\\\nlogin: someone\\\\nurl: x\\\\n'\"\n")
+    assert key_of(load(environ)) == KEY
+
+
+@pytest.mark.parametrize(("output", "what"), [
+    (f"{KEY}\\\\rlogin", "line break"),
+    (f"{KEY} and more", "space"),
+    (f"\\\\033[0m{KEY}", "control character"),
+    ("\\\\n" + KEY, "no key"),
+])
+def test_api_key_command_first_line_that_is_not_a_key_is_refused(
+        environ: dict[str, str], xdg: Path, output: str, what: str) -> None:
+    path = write_config(xdg, f"api_key_command = \"printf '{output}'\"\n")
+    error = load_error(environ)
+    assert what in error.message
+    assert error.message.startswith(f"api_key_command in {path}")
+    assert KEY not in error.message
+
+
+def test_api_key_command_output_that_is_not_utf8_is_refused(environ: dict[str, str], xdg: Path) -> None:
+    write_config(xdg, "api_key_command = \"printf 'sk-\\\\377\\\\376-key'\"\n")
+    assert "not UTF-8" in load_error(environ).message
+
+
+def test_api_key_command_list_runs_without_a_shell(environ: dict[str, str], xdg: Path) -> None:
+    write_config(xdg, 'api_key_command = ["printf", "%s", "sk-$HOME;`x`|y"]\n')
+    assert key_of(load(environ)) == "sk-$HOME;`x`|y"
+
+
+def test_api_key_command_string_runs_through_the_shell(environ: dict[str, str], xdg: Path) -> None:
+    write_config(xdg, "api_key_command = \"printf 'sk-%s' $((40 + 2))\"\n")
+    assert key_of(load(environ)) == "sk-42"
+
+
+def test_api_key_command_list_that_cannot_run(environ: dict[str, str], xdg: Path) -> None:
+    path = write_config(xdg, 'api_key_command = ["/nonexistent/pass", "show", "x"]\n')
+    message = load_error(environ).message
+    assert message.startswith(f"api_key_command in {path} could not run")
+
+
+# -- auth_header (Azure's api-key) ----------------------------------------------------------
+
+
+def test_the_key_goes_in_authorization_as_a_bearer_token_by_default(environ: dict[str, str]) -> None:
+    assert load({**environ, "ASSISTERS_API_KEY": KEY}).auth() == ("Authorization", f"Bearer {KEY}")
+
+
+@pytest.mark.parametrize("how", ["file", "env"])
+def test_auth_header_sends_the_bare_key_in_that_header(environ: dict[str, str], xdg: Path, how: str) -> None:
+    env = {**environ, "ASSISTERS_API_KEY": KEY}
+    if how == "file":
+        write_config(xdg, 'auth_header = "api-key"\n')
+    else:
+        env["ASSISTERS_AUTH_HEADER"] = " api-key "
+    settings = load(env)
+    assert settings.auth_header == "api-key"
+    assert settings.auth() == ("api-key", KEY)
+
+
+def test_auth_header_authorization_in_any_case_is_bearer(environ: dict[str, str]) -> None:
+    settings = load({**environ, "ASSISTERS_API_KEY": KEY, "ASSISTERS_AUTH_HEADER": "authorization"})
+    assert settings.auth() == ("Authorization", f"Bearer {KEY}")
+
+
+def test_no_auth_header_without_a_key(environ: dict[str, str]) -> None:
+    assert load({**environ, "ASSISTERS_BASE_URL": "http://127.0.0.1:1/v1"}).auth() is None
+
+
+# -- the base URL: its query string, and the URLs that cannot be one -------------------------
+
+
+@pytest.mark.parametrize(("base", "path", "url"), [
+    ("http://h/v1", "chat/completions", "http://h/v1/chat/completions"),
+    ("http://h/v1", "/models", "http://h/v1/models"),
+    ("http://h/v1?api-version=2024-10-21", "chat/completions",
+     "http://h/v1/chat/completions?api-version=2024-10-21"),
+    ("http://h/v1?api-version=2024-10-21", "/models", "http://h/v1/models?api-version=2024-10-21"),
+    ("http://h/v1?a=1&b=2", "/models?limit=5", "http://h/v1/models?limit=5&a=1&b=2"),
+    ("http://h/v1", "/models?limit=5", "http://h/v1/models?limit=5"),
+])
+def test_url_keeps_the_query_after_the_joined_path(base: str, path: str, url: str) -> None:
+    assert with_key(base).url(path) == url
+
+
+@pytest.mark.parametrize(("given", "kept"), [
+    ("https://x.example/v1/?api-version=1", "https://x.example/v1?api-version=1"),
+    ("https://x.example/v1#frag", "https://x.example/v1"),
+    ("  https://x.example/v1\n", "https://x.example/v1"),
+    ("https://x.example", "https://x.example"),
+])
+def test_base_url_is_normalised_once(environ: dict[str, str], given: str, kept: str) -> None:
+    assert load({**environ, "ASSISTERS_API_KEY": KEY, "ASSISTERS_BASE_URL": given}).base_url == kept
+
+
+BAD_BASE_URLS = {
+    "http://[::1/v1": "closing ']'",
+    "http://[zz]/v1": "bad IPv6 address",
+    "http://::1/v1": "[brackets]",
+    "http://host:abc/v1": "port that is not a number",
+    "http://host:0/v1": "port out of range",
+    "http://host:65536/v1": "port out of range",
+    "http://" + "a" * 250 + ".example/v1": "longer than 253",
+    "http://" + "a" * 64 + ".example/v1": "label longer than 63",
+    "http://a..b/v1": "empty label",
+    "http://a$b/v1": "'$'",
+    "http://1.2.3.999/v1": "bad IPv4 address",
+    "http://a b/v1": "space or a control character",
+    "http://h/v1\x1b[31m": "space or a control character",
+    "http://h/\udcffv1": "not UTF-8",
+    "localhost:8000": "did you mean http://localhost:8000/v1?",
+    "127.0.0.1:8080/v1": "did you mean http://127.0.0.1:8080/v1?",
+    "api.example.com/v1": "did you mean https://api.example.com/v1?",
+    "ftp://h/v1": "http:// or https://",
+    "http://": "names no host",
+    "https://user:sk-url-password@h/v1": "user name or password",
+    "https://sk-url-token@h/v1": "user name or password",
+}
+
+
+@pytest.mark.parametrize("url", list(BAD_BASE_URLS))
+def test_a_base_url_that_cannot_be_one_is_a_config_error(environ: dict[str, str], url: str) -> None:
+    error = load_error({**environ, "ASSISTERS_API_KEY": KEY, "ASSISTERS_BASE_URL": url})
+    assert error.message.startswith("ASSISTERS_BASE_URL: the base URL ")
+    assert BAD_BASE_URLS[url] in error.message
+    assert "sk-url" not in error.message
+    assert "\n" not in error.message and "\x1b" not in error.message
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:8080/v1", "https://api.example.com/v1", "http://[::1]:8000/v1", "http://my_host/v1",
+    "https://bücher.example/v1", "http://h:/v1", "https://h.example./v1", "http://[fe80::1%25eth0]:8/v1",
+    "https://r.openai.azure.com/openai/deployments/d?api-version=2024-10-21",
+])
+def test_every_base_url_that_is_accepted_can_be_sent(environ: dict[str, str], url: str) -> None:
+    """What the check lets through, httpx can send (no InvalidURL half-way)."""
+    import httpx
+
+    settings = load({**environ, "ASSISTERS_API_KEY": KEY, "ASSISTERS_BASE_URL": url})
+    for path in ("chat/completions", "/models"):
+        sent = httpx.URL(settings.url(path))
+        assert sent.host and sent.scheme in ("http", "https")
+        assert not sent.userinfo
+
+
+def test_the_readme_config_example_is_valid(environ: dict[str, str], tmp_path: Path) -> None:
+    """Every profile of README's example passes the checks (without running pass)."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    example, = re.findall(r"^```toml\n(.*?)^```", readme, flags=re.M | re.S)
+    path = tmp_path / "readme.toml"
+    path.write_text(example, encoding="utf-8")
+    env = {**environ, "ASSISTERS_CONFIG": str(path)}
+    azure = load(env, Overrides(profile="azure"), need_key=False)
+    assert azure.auth_header == "api-key"
+    assert azure.url("chat/completions") == ("https://myresource.openai.azure.com/openai/deployments/gpt-4o"
+                                             "/chat/completions?api-version=2024-10-21")
+    assert load(env, Overrides(profile="local"), need_key=False).resume_body == {}
+    assert load(env, need_key=False).idle_timeout == 60
+
+
+def test_the_flags_bound_on_seconds_is_the_configs() -> None:
+    """commands/options.py cannot import config (it loads click only): the two must agree."""
+    from assisters.commands.options import MAX_SECONDS
+    from assisters.config import MAX_TIMEOUT
+
+    assert MAX_SECONDS == MAX_TIMEOUT

@@ -30,7 +30,8 @@ def quoted_key(request: Request) -> str:
 
 
 def error_body(key: str) -> bytes:
-    return orjson.dumps({"error": {"message": f"Incorrect API key provided: {key}.", "code": "invalid_api_key"}})
+    message = f"Incorrect API key provided: {key}."
+    return orjson.dumps({"error": {"message": message, "code": "invalid_api_key"}})
 
 
 def respond(mode: str, request: Request) -> Response:

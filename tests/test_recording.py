@@ -306,13 +306,16 @@ def test_key_echoed_back_by_the_server_is_scrubbed_from_the_reads(tmp_path):
     assert any(line["type"] == "read" for line in records(path))
 
 
-def test_credentials_in_the_base_url_are_not_recorded(tmp_path):
+def test_credentials_in_the_base_url_are_refused_before_anything_is_recorded(tmp_path):
+    """user:password@ would replace the key with Basic auth: exit 78, nothing sent or written."""
     path = tmp_path / "rec.jsonl"
     with ChatServer(ServeOptions(tokens_per_second=0)) as server:
         base_url = server.base_url.replace("http://", f"http://user:{SECRET}@")
         result = run_cli("chat", "-m", "echo", "--base-url", base_url, "--save", str(path), "hi")
-    assert result.returncode == 0, result.stderr
-    assert SECRET.encode() not in path.read_bytes()
+        assert server.state.requests_seen == 0
+    assert result.returncode == 78, result.stderr
+    assert b"user:password@" in result.stderr and SECRET.encode() not in result.stderr
+    assert not path.exists()
 
 
 # ------------------------------------------------------------- written as it happens
@@ -414,6 +417,63 @@ def test_a_damaged_recording_is_exit_65(tmp_path, second):
     result = run_cli("replay", str(path))
     assert result.returncode == 65, result.stderr
     assert len(result.stderr.splitlines()) == 1
+
+
+REQUEST_LINE = b'{"type": "request", "format": "assisters-recording", "version": 1}\n'
+RESPONSE_LINE = (b'{"type": "response", "ms": 1, "status": 200, "reason": "OK", '
+                 b'"headers": [["content-type", "text/event-stream"]]}\n')
+HAND_EDITED = {
+    "text is a number": b'{"type": "read", "ms": 2, "text": 123}',
+    "b64 is not base64": b'{"type": "read", "ms": 2, "b64": "not base64!"}',
+    "ms is huge": b'{"type": "read", "ms": 1e300, "text": "data: [DONE]\\n\\n"}',
+    "ms is negative": b'{"type": "read", "ms": -5, "text": "x"}',
+    "ms is a string": b'{"type": "end", "ms": "soon"}',
+    "status is text": b'{"type": "response", "status": "200"}',
+    "status is a bool": b'{"type": "response", "status": true}',
+    "status out of range": b'{"type": "response", "status": 1000}',
+    "null header name": b'{"type": "response", "status": 200, "headers": [[null, "x"]]}',
+    "header value with a newline": b'{"type": "response", "status": 200, "headers": [["x", "a\\r\\nb: c"]]}',
+    "header pair of three": b'{"type": "response", "status": 200, "headers": [["a", "b", "c"]]}',
+    "headers not a list": b'{"type": "response", "status": 200, "headers": {"a": "b"}}',
+    "error status unknown": b'{"type": "error", "ms": 3, "message": "x", "status": 3}',
+    "error message a list": b'{"type": "error", "ms": 3, "message": ["x"], "status": 75}',
+    "type not a string": b'{"type": 7}',
+    "request url a number": None,  # the first line itself
+}
+
+
+@pytest.mark.parametrize("case", list(HAND_EDITED))
+def test_a_hand_edited_recording_with_a_wrong_type_is_exit_65_naming_the_line(tmp_path, case):
+    """Every render and serve --replay refuse it with one line, before any output."""
+    path = tmp_path / "edited.jsonl"
+    if HAND_EDITED[case] is None:
+        path.write_bytes(b'{"type": "request", "format": "assisters-recording", "url": 5}\n' + RESPONSE_LINE)
+        number = 1
+    else:
+        path.write_bytes(REQUEST_LINE + RESPONSE_LINE + HAND_EDITED[case] + b"\n")
+        number = 3
+    renders = (["replay"], ["replay", "--realtime"], ["replay", "--as", "debug"], ["replay", "--as", "raw"])
+    for args in renders:
+        result = run_cli(*args, str(path))
+        assert result.returncode == 65, (args, result.stderr)
+        assert result.stdout == b""
+        line, = result.stderr.decode().splitlines()
+        assert line.startswith(f"assisters: error: {path}:{number}: damaged recording: "), line
+    served = run_cli("serve", "--port", "0", "--replay", str(path), timeout=30)
+    assert served.returncode == 65, served.stderr
+    assert served.stdout == b""
+    assert len(served.stderr.splitlines()) == 1
+
+
+def test_an_unknown_line_type_is_skipped(tmp_path):
+    """A newer kind of line does not stop an older replay."""
+    path = tmp_path / "newer.jsonl"
+    path.write_bytes(REQUEST_LINE + RESPONSE_LINE + b'{"type": "annotation", "note": [1]}\n'
+                     + b'{"type": "read", "ms": 2, "text": "data: {\\"choices\\": [{\\"index\\": 0, '
+                     + b'\\"delta\\": {\\"content\\": \\"hi\\"}, \\"finish_reason\\": \\"stop\\"}]}\\n\\n'
+                     + b'data: [DONE]\\n\\n"}\n')
+    result = run_cli("replay", str(path))
+    assert (result.returncode, result.stdout) == (0, b"hi"), result.stderr
 
 
 def test_a_missing_file_is_a_usage_error(tmp_path):

@@ -20,10 +20,14 @@ from assisters.redact import redact_url
 
 
 def make_client(settings: Settings) -> httpx.Client:
-    """An httpx client with the key, the timeouts and our User-Agent."""
+    """An httpx client with the key, the timeouts and our User-Agent.
+
+    The base URL never holds user info (:mod:`assisters.config` refuses it), so
+    httpx never swaps the key for Basic auth."""
     headers = {"User-Agent": f"assisters/{__version__}"}
-    if settings.api_key:
-        headers["Authorization"] = f"Bearer {settings.api_key.reveal()}"
+    auth = settings.auth()  # Authorization: Bearer KEY, or the bare key under auth_header (api-key)
+    if auth is not None:
+        headers[auth[0]] = auth[1]
     # The watchdog (assisters.deadline) enforces the first-byte, idle and total
     # timeouts; httpx's read timeout is only the backstop where it cannot run.
     backstop = max(settings.first_byte_timeout, settings.idle_timeout) + 1.0

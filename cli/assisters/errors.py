@@ -7,13 +7,13 @@ place (``commands.main``) turns them into a single stderr line and an exit code.
 |-------:|---------|
 | 0   | ok |
 | 1   | unexpected internal error (traceback only with ASSISTERS_DEBUG=1) |
-| 2   | usage error (bad option, no prompt) |
-| 65  | request rejected (HTTP 400, 404, 413, 422 and other 4xx) |
+| 2   | usage error (bad option, no prompt, an argument that cannot be sent) |
+| 65  | request rejected (HTTP 400, 404, 413, 422 and other 4xx; raw's body not JSON; a damaged recording) |
 | 69  | server error (HTTP 5xx, an error reported inside a 200 stream) |
 | 75  | temporary failure (connect error, timeout, 408, 409, 429, stream cut before it completed) |
 | 76  | protocol error (the response is not a chat completion stream) |
 | 77  | authentication (HTTP 401, 403) |
-| 78  | configuration (no API key, broken config file) |
+| 78  | configuration (no API key or an unusable one, bad base URL, broken config file) |
 | 130 | interrupted (Ctrl-C) |
 | 141 | stdout closed early (broken pipe, e.g. ``| head``): quiet, like a tool killed by SIGPIPE |
 """
@@ -61,7 +61,8 @@ class ConfigError(AssistersError):
 
 
 class RequestError(AssistersError):
-    """The request could not be built from the user's input (bad JSON, bad file)."""
+    """The request could not be built from the user's input (bad JSON, bad file), or a
+    recording to replay is damaged."""
 
     status = ExitStatus.REJECTED
 

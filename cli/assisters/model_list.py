@@ -98,13 +98,9 @@ def read_cache(base_url: str, environ: Mapping[str, str]) -> list[str]:
 
 def completion_base_url(params: Mapping[str, Any], environ: Mapping[str, str]) -> str:
     """The base URL the command being typed would use (flag > env > config > default)."""
-    flags = Overrides(
-        base_url=params.get("base_url"),
-        profile=params.get("profile"),
-        # Any key stops load_settings before api_key_command, which may be a
-        # password manager prompting: a Tab press must never run it.
-        api_key="unused-for-completion",
-    )
+    flags = Overrides(base_url=params.get("base_url"), profile=params.get("profile"))
+    # need_key=False never runs api_key_command, which may be a password manager
+    # prompting: a Tab press must never run it.
     return load_settings(flags, environ, need_key=False).base_url
 
 

@@ -15,6 +15,7 @@ import orjson
 from assisters.errors import AssistersError, RequestError
 from assisters.exchange import BodyDecoder, Exchange, OutgoingRequest
 from assisters.http_errors import status_error
+from assisters.redact import is_secret_header, register_credential
 from assisters.sse import Event, SSEDecoder
 from assisters.stream import guarded_reads
 from assisters.terminal import direct_write, write_rest
@@ -37,15 +38,14 @@ def validate_json(body: bytes, source: str) -> None:
         ) from None
 
 
-def parse_header(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition(":")
-    if not sep or not name.strip():
-        raise RequestError(f"a header must look like 'Name: value', not {text!r}")
-    return name.strip(), value.strip()
-
-
 def raw_request(method: str, url: str, headers: list[tuple[str, str]], body: bytes | None,
                 ) -> OutgoingRequest:
+    """The request ``raw`` sends; ``headers`` are checked already
+    (:func:`assisters.http_syntax.parse_header`). A credential among them is
+    registered as a secret, so that a server echoing it is scrubbed too."""
+    for name, value in headers:
+        if is_secret_header(name):
+            register_credential(value)
     given = {name.lower() for name, _ in headers}
     defaults = [pair for key, pair in RAW_DEFAULT_HEADERS.items() if key not in given]
     if body is None:

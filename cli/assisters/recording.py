@@ -25,7 +25,7 @@ import base64
 import binascii
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +35,7 @@ import orjson
 
 from assisters.errors import AssistersError, ExitStatus, RequestError
 from assisters.exchange import OutgoingRequest, ResponseHead
+from assisters.http_syntax import is_token
 from assisters.redact import StreamScrubber, caught_in_output, redact_headers, safe_url, scrub_bytes
 
 FORMAT = "assisters-recording"
@@ -153,7 +154,9 @@ def looks_like_recording(data: bytes) -> bool:
 
 
 def load_recording(path: Path) -> Recording:
-    """Parse a recording; a file that is not one is a usage problem (exit 65)."""
+    """Parse and check a recording; a file that is not one, or a hand-edited line
+    with a wrong type or range (:data:`FIELDS`), is a usage problem (exit 65)
+    naming the line and the field, so that replaying never fails half-way."""
     try:
         lines = path.read_bytes().splitlines()
     except OSError as exc:
@@ -170,22 +173,110 @@ def load_recording(path: Path) -> Recording:
             raise RequestError(f"{path}:{number}: not an assisters recording line") from None
         if not isinstance(record, dict):
             raise RequestError(f"{path}:{number}: not an assisters recording line")
-        records.append(record)
-    if not records or records[0].get("format") != FORMAT:
+        records.append((number, record))
+    if not records or records[0][1].get("format") != FORMAT:
         raise RequestError(f"{path}: not an assisters recording (made with --save)")
+    for number, record in records:
+        problem = record_problem(record)
+        if problem:
+            raise RequestError(f"{path}:{number}: damaged recording: {problem}")
+    return _assemble([record for _, record in records])
+
+
+# The longest recorded time replay accepts (a week): --realtime sleeps that long.
+MAX_RECORDED_MS = 7 * 86400 * 1000.0
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_ms(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and 0 <= value <= MAX_RECORDED_MS)
+
+
+def _is_http_status(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599
+
+
+def _is_exit_status(value: Any) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool)
+            and value in ExitStatus._value2member_map_)
+
+
+def _is_b64(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
     try:
-        return _assemble(records)
-    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
-        raise RequestError(f"{path}: damaged recording ({type(exc).__name__}: {exc})") from None
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
+
+
+def _is_headers(value: Any) -> bool:
+    """A list of [name, value] pairs that can be sent again (``serve --replay``):
+    token names, values without line breaks or NUL."""
+    return isinstance(value, list) and all(
+        isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str) and isinstance(pair[1], str)
+        and is_token(pair[0]) and not any(c in pair[1] for c in "\r\n\0")
+        for pair in value)
+
+
+_FieldCheck = tuple[Callable[[Any], bool], str]
+_MS: _FieldCheck = (_is_ms, f"a number of milliseconds from 0 to {MAX_RECORDED_MS:g}")
+_TEXT: _FieldCheck = (_is_text, "a string")
+_HEADERS: _FieldCheck = (_is_headers, "a list of [name, value] pairs of strings (names are HTTP tokens, "
+                                      "values hold no line break)")
+_B64: _FieldCheck = (_is_b64, "a base64 string")
+
+# Each record type's fields and what they must hold; a field may be missing (it has
+# a default), but one that is there must be right. Unknown types are skipped.
+FIELDS: dict[str, dict[str, _FieldCheck]] = {
+    "request": {"format": _TEXT, "command": _TEXT, "method": _TEXT, "url": _TEXT, "headers": _HEADERS,
+                "body": _TEXT, "body_b64": _B64},
+    "response": {"ms": _MS, "status": (_is_http_status, "an HTTP status from 100 to 599"),
+                 "reason": _TEXT, "http_version": _TEXT, "headers": _HEADERS},
+    "read": {"ms": _MS, "text": _TEXT, "b64": _B64},
+    "error": {"ms": _MS, "message": _TEXT,
+              "status": (_is_exit_status, "one of the documented exit statuses")},
+    "interrupted": {"ms": _MS},
+    "end": {"ms": _MS},
+}
+REQUIRED = {"response": ("status",)}
+
+
+def record_problem(record: dict[str, Any]) -> str | None:
+    """What is wrong with one recording line, in a few words, or None."""
+    kind = record.get("type")
+    if not isinstance(kind, str):
+        return f'"type" must be a string, not {_shown(kind)}'
+    fields = FIELDS.get(kind)
+    if fields is None:
+        return None  # a newer kind of line: replay ignores it
+    for name in REQUIRED.get(kind, ()):
+        if name not in record:
+            return f'a "{kind}" line needs "{name}"'
+    for name, (valid, expected) in fields.items():
+        if name in record and not valid(record[name]):
+            return f'"{name}" of a "{kind}" line must be {expected}, not {_shown(record[name])}'
+    return None
+
+
+def _shown(value: Any) -> str:
+    text = orjson.dumps(value).decode() if value is not None else "null"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _assemble(records: list[dict[str, Any]]) -> Recording:
+    """The recording from checked lines (:func:`record_problem` passed each one)."""
     recording = Recording(request=records[0], head=None)
     for record in records[1:]:
         kind = record.get("type")
         if kind == "response":
             recording.head = ResponseHead(
-                status=int(record["status"]), reason=record.get("reason", ""),
+                status=record["status"], reason=record.get("reason", ""),
                 headers=[(k, v) for k, v in record.get("headers", [])],
                 http_version=record.get("http_version", "HTTP/1.1"),
             )
@@ -196,8 +287,8 @@ def _assemble(records: list[dict[str, Any]]) -> Recording:
         elif kind == "interrupted":
             recording.interrupted = True
         elif kind == "error":
-            status = ExitStatus(int(record.get("status", ExitStatus.TEMPORARY)))
-            recording.error = AssistersError(str(record.get("message", "")), status)
+            status = ExitStatus(record.get("status", ExitStatus.TEMPORARY))
+            recording.error = AssistersError(record.get("message", ""), status)
             recording.error_ms = float(record.get("ms", 0))
     return recording
 

@@ -77,6 +77,15 @@ def register(value: str) -> None:
     _forms[:] = [text.encode("utf-8", "surrogateescape") for text in _texts]
 
 
+def register_credential(value: str) -> None:
+    """A credential given as a header value (``raw -H 'X-Api-Key: ...'``): the whole
+    value, and the part after an auth scheme (``Bearer sk-...``), are secrets."""
+    Secret(value)
+    scheme, space, credential = value.partition(" ")
+    if space and scheme.isalpha() and credential.strip():
+        Secret(credential.strip())
+
+
 def active() -> bool:
     """Whether any secret is registered (else output passes untouched)."""
     return bool(_forms)
@@ -236,14 +245,24 @@ def is_secret_header(name: str) -> bool:
 
 
 def redact_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    return [(k, REDACTED if is_secret_header(k) else v) for k, v in headers]
+    """Headers as they may be shown or stored: the value of a credential header, and
+    of any header that holds a registered secret (the key under a custom
+    ``auth_header``), is ``[REDACTED]``."""
+    return [(k, REDACTED if is_secret_header(k) or _holds_secret(v) else v) for k, v in headers]
+
+
+def _holds_secret(value: str) -> bool:
+    return any(form in value for form in _texts)
 
 
 def safe_url(url: str) -> str:
     """The URL as it may be shown or stored: no ``user:password@``, and the values of
     query parameters that look like credentials (``api-key``, ``sig``, ``token``)
     replaced by ``[REDACTED]``; the rest (``api-version``) stays, it is the request."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not a URL Python can split: show it as an error message would
+        return redact_url(url)
     netloc = parts.netloc.rpartition("@")[2]
     query = parts.query
     if query:
@@ -254,7 +273,12 @@ def safe_url(url: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL for an error message: no user info, no query string (it may carry credentials)."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return f"{parts.scheme}://{host}{parts.path}" if parts.scheme else url.split("?")[0]
+    """The URL for an error message: no user info, no query string or fragment (they
+    may carry credentials). Works on text that is not a valid URL too."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    rest = rest.split("#", 1)[0].split("?", 1)[0]
+    authority, slash, path = rest.partition("/")
+    authority = authority.rpartition("@")[2]  # "user:pass@host", with or without a scheme
+    return f"{scheme}{sep}{authority}{slash}{path}"

@@ -6,6 +6,7 @@ built: ``--help``, ``--version`` and shell completion never load it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,14 +36,63 @@ def compose_prompt(args: tuple[str, ...] | list[str], stdin_text: str | None) ->
     return stdin_text or arg_text
 
 
+JSON_INTEGERS = (-(2**63), 2**64 - 1)  # what the body's encoder (orjson) can write
+
+
+class _NotJSON(Exception):
+    pass
+
+
 def parse_option_value(value: str) -> Any:
-    """``-o KEY VALUE``: VALUE as JSON when it is valid JSON, else the string."""
-    import orjson
+    """``-o KEY VALUE``: VALUE as JSON when it is valid JSON, else the string.
+
+    JSON that could not be sent as written raises :class:`ValueError`: an integer
+    beyond 64 bits or a number beyond a double (orjson would turn the first into a
+    float and refuse the second). ``NaN`` and ``Infinity`` are not JSON: they are
+    sent as strings. A ``\ud800`` escape without its pair becomes U+FFFD.
+    """
+    import json  # the standard library's, for its hooks on each number
 
     try:
-        return orjson.loads(value)
-    except orjson.JSONDecodeError:
+        parsed = json.loads(value, parse_int=_integer, parse_float=_real, parse_constant=_not_json)
+    except (json.JSONDecodeError, _NotJSON):
         return value
+    return _valid_text(parsed)
+
+
+def _integer(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:  # more digits than Python converts
+        number = JSON_INTEGERS[1] + 1
+    if not JSON_INTEGERS[0] <= number <= JSON_INTEGERS[1]:
+        raise ValueError(f"the integer {text[:30]}{'...' if len(text) > 30 else ''} does not fit in 64 bits")
+    return number
+
+
+def _real(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise ValueError(f"the number {text[:30]} is too large for a double")
+    return number
+
+
+def _not_json(text: str) -> Any:
+    raise _NotJSON
+
+
+def _valid_text(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape: one U+FFFD each
+            return "".join("\ufffd" if 0xD800 <= ord(char) <= 0xDFFF else char for char in value)
+        return value
+    if isinstance(value, list):
+        return [_valid_text(item) for item in value]
+    if isinstance(value, dict):
+        return {_valid_text(k): _valid_text(v) for k, v in value.items()}
+    return value
 
 
 def build_chat_body(prompt: str, options: ChatOptions) -> dict[str, Any]:

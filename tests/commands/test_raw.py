@@ -201,9 +201,65 @@ def test_raw_extra_headers_are_sent_and_override_defaults(httpserver, key_env):
 def test_raw_malformed_header_is_rejected_before_sending(httpserver, key_env):
     expect_raw(httpserver)
     result = run_cli("raw", "-H", "no colon here", input=b"{}", env=key_env)
-    assert result.returncode == 65
+    assert result.returncode == 2
     assert "Name: value" in result.stderr.decode()
     assert httpserver.log == []
+
+
+BAD_HEADERS = {
+    "X: a\r\nY: b": "line break",
+    "X: a\nInjected: 1": "line break",
+    "X\r\nY: b": "line break",
+    "X Y: b": "bad header name",
+    "X(1): b": "bad header name",
+    ": no name": "no name",
+    "X-A: é": "not ASCII",
+    "X-A: 😀": "not ASCII",
+    "X-A: a\x7fb": "control character",  # (a NUL cannot be in argv at all)
+    "X-A: \x1b[31mred": "control character",
+    "Content-Length: 5": "set by the client",
+    "transfer-encoding: chunked": "set by the client",
+    "HOST: example.com": "set by the client",
+}
+
+
+@pytest.mark.parametrize("header", list(BAD_HEADERS), ids=repr)
+def test_raw_header_that_http_cannot_carry_is_a_usage_error(httpserver, key_env, header):
+    """Checked before anything is sent (it once exited 75 after a try, or 1)."""
+    expect_raw(httpserver)
+    result = run_cli("raw", "-H", header, input=b"{}", env=key_env)
+    assert result.returncode == 2, result.stderr
+    line, = result.stderr.decode().splitlines()
+    assert "'-H' / '--header'" in line and BAD_HEADERS[header] in line
+    assert httpserver.log == []
+
+
+def test_raw_header_error_never_quotes_the_value(httpserver, key_env):
+    result = run_cli("raw", "-H", f"X-Api-Key: {SECRET}\r\nX: y", input=b"{}", env={
+        "ASSISTERS_BASE_URL": key_env["ASSISTERS_BASE_URL"]})
+    assert result.returncode == 2
+    assert SECRET.encode() not in result.stderr
+    assert b"'X-Api-Key' holds a line break" in result.stderr
+
+
+@pytest.mark.parametrize("method", ["GE T", "é", "GET\r\n", "", "GET/1", "PO:ST"], ids=repr)
+def test_raw_method_that_is_not_a_token_is_a_usage_error(httpserver, key_env, method):
+    expect_raw(httpserver)
+    result = run_cli("raw", "-X", method, input=b"{}", env=key_env)
+    assert result.returncode == 2, result.stderr
+    assert "'-X' / '--method'" in result.stderr.decode()
+    assert len(result.stderr.splitlines()) == 1
+    assert httpserver.log == []
+
+
+def test_raw_method_is_sent_upper_case_and_an_empty_header_value_is_kept(httpserver, key_env):
+    expect_raw(httpserver, method="PATCH")
+    result = run_cli("raw", "-X", "patch", "-H", "X-Empty:", "-H", "X-Tab: a\tb", input=b"{}", env=key_env)
+    assert result.returncode == 0, result.stderr
+    (request, _), = httpserver.log
+    assert request.method == "PATCH"
+    assert request.headers["X-Empty"] == ""
+    assert request.headers["X-Tab"] == "a\tb"
 
 
 def test_raw_verbose_redacts_the_key(httpserver, key_env):

@@ -7,6 +7,7 @@ without a traceback. No timing is asserted beyond "it completed".
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -255,6 +256,35 @@ def test_without_verbose_the_server_is_silent():
         chat(served, *ECHO)
         chat(served, "-m", "no-such-model", "hi")
     assert served.stderr == b""
+
+
+@pytest.mark.parametrize("option", [
+    ["--stall-seconds", "inf"], ["--first-token-delay-ms", "1e300"], ["--tokens-per-second", "1e-300"],
+    ["--retry-after", "inf"], ["--head-delay", "nan"], ["--drip-ms", "nan"], ["--stall-seconds", "nan"],
+], ids=" ".join)
+def test_serve_refuses_a_number_the_handler_cannot_wait_for_at_start_up(option):
+    """These once started and then crashed every request handler."""
+    result = run_cli("serve", "--port", "0", *option, timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == b""
+    line, = result.stderr.decode().splitlines()
+    assert option[0] in line and "Traceback" not in line
+
+
+def test_serve_host_that_is_not_utf8_is_a_usage_error():
+    result = run_cli("serve", "--port", "0", "--host", os.fsdecode(b"\xff"), timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert b"'--host'" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_base_url_local_honours_stop_sequences():
+    result = run_cli("chat", "--base-url", "local", "-m", "echo", "--stop", "wor", "--stop", "zz", "--json",
+                     "hello world")
+    assert result.returncode == 0, result.stderr
+    choice = json.loads(result.stdout)["choices"][0]
+    assert (choice["message"]["content"], choice["finish_reason"]) == ("hello ", "stop")
+    plain = run_cli("chat", "--base-url", "local", "-m", "echo", "--stop", "wor", "hello world")
+    assert (plain.returncode, plain.stdout, plain.stderr) == (0, b"hello ", b"")
 
 
 def test_serve_rejects_a_missing_replay_file(tmp_path):

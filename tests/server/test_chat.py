@@ -129,3 +129,75 @@ def test_n_choices_interleave(client: httpx.Client) -> None:
     assert "".join(contents(objs, 0)) == "".join(contents(objs, 1)) == "x y z"
     assert [c["message"]["content"] for c in full["choices"]] == ["x y z", "x y z"]
     assert full["usage"]["completion_tokens"] == 6
+
+
+# -- stop sequences ------------------------------------------------------------------------
+
+STOP_CASES = [
+    # (model, prompt or seed, stop, expected text) - the stop text itself is never sent
+    ("echo", "hello big world again", ["big"], "hello "),
+    ("echo", "hello big world again", "g w", "hello bi"),  # a string, spanning two tokens
+    ("echo", "hello big world again", ["zzz", "again", "ld ag"], "hello big wor"),  # the first in the text
+    ("echo", "hello big world again", ["hello"], ""),
+    ("echo", "hello big world again", ["xyz", ""], "hello big world again"),  # no match, empty ignored
+    ("echo", "naïve café 日本語", ["日本"], "naïve café "),
+]
+
+
+def _request(model: str, prompt: str, stop: object, **fields: object) -> dict[str, object]:
+    return {"model": model, "messages": user(prompt), "stop": stop, **fields}
+
+
+def _stream_answer(client: httpx.Client, srv: ChatServer, body: dict[str, object]) -> tuple[str, str]:
+    objs = chunks(stream_raw(client, srv, {**body, "stream": True}))
+    finishes = [c["finish_reason"] for o in objs for c in o["choices"] if c["finish_reason"]]
+    return "".join(contents(objs)), finishes[-1]
+
+
+def test_stop_sequences_end_echo_before_the_sequence_streamed_and_not(client: httpx.Client) -> None:
+    with ChatServer(ServeOptions()) as srv:
+        for model, prompt, stop, expected in STOP_CASES:
+            body = _request(model, prompt, stop)
+            finish = "stop"
+            assert _stream_answer(client, srv, body) == (expected, finish), (prompt, stop)
+            whole = post(client, srv, body).json()["choices"][0]
+            assert (whole["message"]["content"], whole["finish_reason"]) == (expected, finish)
+
+
+def test_stop_sequence_ends_lorem_and_beats_max_tokens(client: httpx.Client) -> None:
+    with ChatServer(ServeOptions(tokens_per_second=0)) as srv:
+        body = {"model": "lorem", "messages": user("x"), "max_tokens": 40}
+        full, finish = _stream_answer(client, srv, body)
+        assert finish == "length"
+        word = full.split()[5]
+        cut, finish = _stream_answer(client, srv, {"model": "lorem", "messages": user("x"), "max_tokens": 40,
+                                                   "stop": [word]})
+        assert (cut, finish) == (full[: full.index(word)], "stop")
+        whole = post(client, srv, {"model": "lorem", "messages": user("x"), "max_tokens": 40, "stop": word})
+        assert whole.json()["choices"][0]["message"]["content"] == cut
+
+
+def test_a_stop_sequence_past_max_tokens_leaves_finish_length(client: httpx.Client) -> None:
+    with ChatServer(ServeOptions()) as srv:
+        body = _request("echo", "one two three four", ["four"], max_tokens=2)
+        text, finish = _stream_answer(client, srv, body)
+    assert (text, finish) == ("one two", "length")
+
+
+def test_a_resumed_answer_stops_where_the_uninterrupted_one_does(client: httpx.Client) -> None:
+    prompt = "alpha beta gamma delta epsilon"
+    with ChatServer(ServeOptions()) as srv:
+        body = {"model": "echo", "messages": [*user(prompt), {"role": "assistant", "content": "alpha be"}],
+                "continue_final_message": True, "add_generation_prompt": False, "stop": ["delta"]}
+        rest, finish = _stream_answer(client, srv, body)
+    assert ("alpha be" + rest, finish) == ("alpha beta gamma ", "stop")
+
+
+def test_stop_of_the_wrong_type_or_too_many_is_400(client: httpx.Client) -> None:
+    with ChatServer(ServeOptions()) as srv:
+        for stop, fragment in ((5, "Invalid type for 'stop'"), ([1], "Invalid type for 'stop'"),
+                               (["a", "b", "c", "d", "e"], "array too long")):
+            response = post(client, srv, _request("echo", "hi", stop))
+            assert response.status_code == 400
+            assert fragment in response.json()["error"]["message"]
+            assert response.json()["error"]["param"] == "stop"

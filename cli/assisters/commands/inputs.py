@@ -64,11 +64,22 @@ def chat_body(params: dict[str, Any], settings: Settings, prompt: str, *, stream
         top_p=params.get("top_p"),
         stop=tuple(params.get("stop") or ()),
         seed=params.get("seed"),
-        extra={key: parse_option_value(value) for key, value in params.get("extra") or ()},
+        extra=extra_fields(params.get("extra") or (), parse_option_value),
         stream=stream,
         stream_usage=stream and stream_usage,
     )
     return encode_body(build_chat_body(prompt, options))
+
+
+def extra_fields(pairs: Any, parse: Any) -> dict[str, Any]:
+    """``-o KEY VALUE`` pairs as body fields; a VALUE that cannot be sent is a usage error."""
+    fields = {}
+    for key, value in pairs:
+        try:
+            fields[key] = parse(value)
+        except ValueError as exc:
+            raise click.BadParameter(f"{key} {value[:40]!r}: {exc}", param_hint="'-o' / '--option'") from None
+    return fields
 
 
 def prepare_chat(params: dict[str, Any], *, stream: bool = True, usage_shown: bool = True,

@@ -1,11 +1,29 @@
-"""The options several commands share, each defined once as a decorator.
+"""The options several commands share, each defined once as a decorator, and the
+parameter types that decide what an argument may hold.
 
 Only click is imported here: ``--help``, ``--version`` and shell completion
 load this module, and start-up stays fast (see bench/README.md).
+
+**Arguments that are not valid UTF-8** (Python hands them over with surrogates)
+are treated by kind, each kind one parameter type:
+
+* text sent as text (the prompt, ``-s``, ``--stop``, ``-o`` values): each bad
+  byte becomes U+FFFD, as it does on stdin (:class:`Text`);
+* names sent as they are (``-m``, ``-o`` keys, ``raw --path``): a usage error
+  naming the option, as are control characters and an empty name
+  (:class:`Name`); ``raw -X`` and ``-H`` follow HTTP's own rules
+  (:class:`Method`, :class:`Header`, :mod:`assisters.http_syntax`);
+* file names (``--save``, ``raw FILE``, ``replay FILE``): used with the bytes as
+  given, like any Unix tool.
+
+Numbers are checked here too, so that a flag's mistake is a usage error (2)
+naming the flag: integers that JSON cannot carry in 64 bits (``--seed``,
+``--max-tokens``), ``nan`` and ``inf`` (``-t``, ``--top-p``, the timeouts).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +33,134 @@ if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-SECONDS = click.FloatRange(min=0, min_open=True)
+MAX_SECONDS = 7 * 86400.0  # config.MAX_TIMEOUT (not imported: this module loads click only)
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def repaired(text: str) -> str:
+    """``text`` with every byte that was not UTF-8 (a surrogate) as U+FFFD."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        data = text.encode("utf-8", "surrogateescape")  # the argument's own bytes
+    except UnicodeEncodeError:
+        data = text.encode("utf-8", "surrogatepass")
+    return data.decode("utf-8", "replace")
+
+
+class Text(click.ParamType):
+    """Text sent as text: bytes that are not UTF-8 become U+FFFD, as on stdin."""
+
+    name = "text"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return repaired(value) if isinstance(value, str) else value
+
+
+class Name(click.ParamType):
+    """A name sent as it is (a model, a body field, a path): it must be valid UTF-8,
+    not empty, and free of control characters."""
+
+    name = "name"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        if repaired(value) != value:
+            self.fail(f"{repaired(value)!r} holds bytes that are not UTF-8 (shown as U+FFFD)", param, ctx)
+        if not value:
+            self.fail("it must not be empty", param, ctx)
+        if not value.isprintable():
+            self.fail(f"{value!r} holds a control character", param, ctx)
+        return value
+
+
+class Method(click.ParamType):
+    """An HTTP method: a token (letters, digits, ``!#$%&'*+-.^_`|~``), upper-cased."""
+
+    name = "method"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from assisters.http_syntax import name_problem  # standard library only
+
+        if not isinstance(value, str):
+            return value
+        problem = name_problem(value)
+        if problem:
+            self.fail(f"{repaired(value)!r} is not an HTTP method: {problem}", param, ctx)
+        return value.upper()
+
+
+class Header(click.ParamType):
+    """``'Name: value'`` as a (name, value) pair, checked as HTTP requires; the
+    value is never quoted in an error (it may be a credential)."""
+
+    name = "header"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from assisters.http_syntax import parse_header  # standard library only
+
+        if not isinstance(value, str):
+            return value
+        try:
+            return parse_header(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class FiniteFloat(click.ParamType):
+    """A finite number (JSON has no ``nan`` or ``inf``; a timeout of either never
+    fires), optionally more than 0 and at most ``high``."""
+
+    name = "float"
+
+    def __init__(self, *, positive: bool = False, high: float | None = None) -> None:
+        self.positive = positive
+        self.high = high
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if self.positive and number <= 0:
+            self.fail(f"{value} is not more than 0", param, ctx)
+        if self.high is not None and number > self.high:
+            self.fail(f"{value} is more than {self.high:g}", param, ctx)
+        return number
+
+
+class WholeNumber(click.ParamType):
+    """An integer from ``low`` (default: the 64-bit minimum) to the 64-bit maximum:
+    JSON numbers beyond 64 bits cannot be sent as integers."""
+
+    name = "integer"
+
+    def __init__(self, low: int = INT64[0]) -> None:
+        self.low = low
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int):
+            number = value
+        else:
+            try:
+                number = int(value)
+            except ValueError:
+                self.fail(f"{value!r} is not a whole number", param, ctx)
+        if number < self.low or number > INT64[1]:
+            limit = "a 64-bit integer" if self.low == INT64[0] else f"from {self.low} to {INT64[1]} (64 bits)"
+            self.fail(f"{str(value)[:40]} is not {limit}", param, ctx)
+        return number
+
+
+TEXT = Text()
+NAME = Name()
+SECONDS = FiniteFloat(positive=True, high=MAX_SECONDS)
 
 
 def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -46,16 +191,17 @@ def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def chat_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The request options shared by the commands that send a chat prompt."""
     options = [
-        click.argument("prompt", nargs=-1),
-        click.option("-m", "--model", shell_complete=_complete_model,
+        click.argument("prompt", nargs=-1, type=TEXT),
+        click.option("-m", "--model", type=NAME, shell_complete=_complete_model,
                      help="Model name [env ASSISTERS_MODEL; default llama-3.1-8b]."),
-        click.option("-s", "--system", metavar="TEXT", help="System prompt."),
-        click.option("-t", "--temperature", type=float, help="Sampling temperature."),
-        click.option("--max-tokens", type=click.IntRange(min=1), help="Most tokens to generate."),
-        click.option("--top-p", type=float, help="Nucleus sampling probability mass."),
-        click.option("--stop", multiple=True, metavar="TEXT", help="Stop sequence (repeatable)."),
-        click.option("--seed", type=int, help="Sampling seed."),
-        click.option("-o", "--option", "extra", type=(str, str), multiple=True, metavar="KEY VALUE",
+        click.option("-s", "--system", type=TEXT, metavar="TEXT", help="System prompt."),
+        click.option("-t", "--temperature", type=FiniteFloat(), metavar="X", help="Sampling temperature."),
+        click.option("--max-tokens", type=WholeNumber(1), metavar="N", help="Most tokens to generate."),
+        click.option("--top-p", type=FiniteFloat(), metavar="P", help="Nucleus sampling probability mass."),
+        click.option("--stop", type=TEXT, multiple=True, metavar="TEXT", help="Stop sequence (repeatable)."),
+        click.option("--seed", type=WholeNumber(), metavar="N", help="Sampling seed (a 64-bit integer)."),
+        click.option("-o", "--option", "extra", type=click.Tuple([NAME, TEXT]), multiple=True,
+                     metavar="KEY VALUE",
                      help="Any extra body field; VALUE is JSON when it parses as JSON, else a string."),
         click.option("--stream-usage/--no-stream-usage", default=None,
                      help="Ask for usage in the stream (stream_options.include_usage) "
@@ -86,7 +232,16 @@ def _complete_model(ctx: click.Context, param: click.Parameter, incomplete: str)
 
 def save_option(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--save", metavar="FILE", type=click.Path(dir_okay=False, writable=True),
+                        callback=_not_stdout,
                         help="Record the exchange as JSON Lines (see README: Recordings).")(command)
+
+
+def _not_stdout(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--save -`` would mix the recording into the answer on stdout: refused."""
+    if value == "-":
+        raise click.BadParameter("'-' would be stdout, which carries the answer; give a file name",
+                                 ctx, param)
+    return value
 
 
 def verbose_option(command: Callable[..., Any]) -> Callable[..., Any]:

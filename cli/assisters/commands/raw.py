@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from assisters.commands.inputs import settings_from, warn_insecure
-from assisters.commands.options import CONTEXT_SETTINGS, connection_options, save_option, verbose_option
+from assisters.commands.options import (
+    CONTEXT_SETTINGS,
+    NAME,
+    Header,
+    Method,
+    connection_options,
+    save_option,
+    verbose_option,
+)
 
 if TYPE_CHECKING:
     from assisters.terminal import Streams
@@ -16,11 +24,12 @@ if TYPE_CHECKING:
 
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("file", required=False, type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("--path", "api_path", default="/chat/completions", show_default=True,
-              help="Path relative to the base URL.")
-@click.option("-X", "--method", default="POST", show_default=True, help="HTTP method.")
-@click.option("-H", "--header", "headers", multiple=True, metavar="'NAME: VALUE'",
-              help="Extra request header (repeatable).")
+@click.option("--path", "api_path", type=NAME, metavar="PATH", default="/chat/completions", show_default=True,
+              help="Path relative to the base URL (its query goes before the base URL's).")
+@click.option("-X", "--method", type=Method(), default="POST", show_default=True, help="HTTP method.")
+@click.option("-H", "--header", "headers", type=Header(), multiple=True, metavar="'NAME: VALUE'",
+              help="Extra request header (repeatable); Content-Length, Transfer-Encoding and Host "
+                   "are the client's.")
 @click.option("--events", is_flag=True, help="Print each SSE data payload on its own line instead.")
 @click.option("--no-validate", is_flag=True, help="Send the body even if it is not valid JSON.")
 @verbose_option
@@ -39,7 +48,7 @@ def raw(**params: Any) -> None:
         | assisters raw --events | jq -r '.choices[0].delta.content // empty'
       assisters raw -X GET --path /models | jq -r '.data[].id'
     """
-    from assisters.passthrough import parse_header, raw_request
+    from assisters.passthrough import raw_request
     from assisters.runner import live, local_server, render_raw
     from assisters.terminal import system_streams
 
@@ -47,9 +56,9 @@ def raw(**params: Any) -> None:
     body = raw_body(params, streams)
     settings = settings_from(params)
     warn_insecure(settings, streams)
-    headers = [parse_header(h) for h in params["headers"]]
     with local_server(settings) as settings:
-        request = raw_request(params["method"], settings.url(params["api_path"]), headers, body)
+        request = raw_request(params["method"], settings.url(params["api_path"]), list(params["headers"]),
+                              body)
         render_raw(live(settings, request, "raw", streams, save=params["save"],
                         verbose=params["verbose"]),
                    streams, events=params["events"])

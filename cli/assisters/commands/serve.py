@@ -6,11 +6,12 @@ from typing import Any
 
 import click
 
-from assisters.commands.options import CONTEXT_SETTINGS
+from assisters.commands.options import CONTEXT_SETTINGS, NAME
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--host", type=NAME, metavar="HOST", default="127.0.0.1", show_default=True,
+              help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
               help="Port (0 picks a free one).")
 @click.option("--tokens-per-second", default=50.0, show_default=True, type=click.FloatRange(min=0),
@@ -63,9 +64,14 @@ def serve(**params: Any) -> None:
 
     replay_file = params.pop("replay_file")
     if replay_file:
+        from assisters.errors import RequestError
         from assisters.recording import load_recording, looks_like_recording
 
-        if looks_like_recording(Path(replay_file).read_bytes()):
+        try:
+            data = Path(replay_file).read_bytes()
+        except OSError as exc:
+            raise RequestError(f"cannot read {replay_file}: {exc.strerror}") from None
+        if looks_like_recording(data):
             load_recording(Path(replay_file))  # a damaged recording is refused now, not per request
     try:
         options = ServeOptions(replay=Path(replay_file) if replay_file else None, **params)
@@ -73,8 +79,9 @@ def serve(**params: Any) -> None:
         raise click.UsageError(str(exc)) from None
     try:
         server = ChatServer(options)
-    except OSError as exc:
-        raise ConfigError(f"cannot listen on {options.host}:{options.port}: {exc.strerror}") from None
+    except (OSError, UnicodeError) as exc:  # UnicodeError: a host name IDNA cannot encode
+        reason = exc.strerror if isinstance(exc, OSError) else "the host name cannot be encoded"
+        raise ConfigError(f"cannot listen on {options.host}:{options.port}: {reason}") from None
     click.echo(server.base_url)
     signal.signal(signal.SIGTERM, _stop_serving)  # `kill` ends it as cleanly as Ctrl-C
     try:

@@ -16,7 +16,7 @@ from typing import Any
 from assisters.server.chat_request import ChatRequest, last_user_text, parse_chat_request, prompt_tokens
 from assisters.server.event_stream import EventStream, Responder, StreamAborted
 from assisters.server.faults import injected_failure
-from assisters.server.models import LOREM_DEFAULT_TOKENS, continued, echo_tokens, lorem_tokens
+from assisters.server.models import LOREM_DEFAULT_TOKENS, StopAt, continued, echo_tokens, lorem_tokens
 from assisters.server.options import ServeOptions
 from assisters.server.replay import write_replay
 
@@ -110,42 +110,53 @@ class _Plan:
 
     ``echoed`` is how many of the first tokens only repeat the prefix (``echo_prefix``):
     they are not generated, so they are neither paced nor counted as completion tokens.
+    ``finish`` is known once the tokens are used up (a stop sequence may end them).
     """
 
     tokens: Iterator[str]
-    finish: str
+    scan: StopAt
+    limited: str  # the finish_reason when no stop sequence ends the answer
     echoed: int = 0
+
+    @property
+    def finish(self) -> str:
+        return "stop" if self.scan.hit else self.limited
 
 
 def _choice_plan(request: ChatRequest, index: int, echo_prefix: bool = False) -> _Plan:
     """The tokens of one choice and the finish_reason it will end with."""
-    tokens, finish = _full_answer(request, index)
+    tokens, scan, finish = _full_answer(request, index)
     if request.prefix is None:
-        return _Plan(tokens, finish)
+        return _Plan(tokens, scan, finish)
     rest = continued(tokens, len(request.prefix))
     if not echo_prefix:
-        return _Plan(rest, finish)
+        return _Plan(rest, scan, finish)
     again = echo_tokens(request.prefix)
-    return _Plan(itertools.chain(again, rest), finish, len(again))
+    return _Plan(itertools.chain(again, rest), scan, finish, len(again))
 
 
-def _full_answer(request: ChatRequest, index: int) -> tuple[Iterator[str], str]:
+def _full_answer(request: ChatRequest, index: int) -> tuple[Iterator[str], StopAt, str]:
     """The whole answer to the conversation, as if no final assistant message were there.
 
     ``echo`` repeats the last *user* message; ``lorem`` depends only on ``seed`` and the
     choice index, never on the messages, so a resumed request gets the same text.
     ``max_tokens`` limits this whole answer, prefix included, so that a resumed answer
-    ends exactly where the uninterrupted one would have.
+    ends exactly where the uninterrupted one would have; a stop sequence within it
+    ends it earlier (finish_reason ``stop``, the sequence itself not sent).
     """
+    finish = "stop"
+    tokens: Iterator[str]
     if request.model == "echo":
-        tokens = echo_tokens(last_user_text(request.messages))
-        if request.limit is not None and len(tokens) > request.limit:
-            return iter(tokens[: request.limit]), "length"
-        return iter(tokens), "stop"
-    words = lorem_tokens(request.seed, index)
-    if request.limit is None:
-        return itertools.islice(words, LOREM_DEFAULT_TOKENS), "stop"
-    return itertools.islice(words, request.limit), "length"
+        words = echo_tokens(last_user_text(request.messages))
+        if request.limit is not None and len(words) > request.limit:
+            words, finish = words[: request.limit], "length"
+        tokens = iter(words)
+    elif request.limit is None:
+        tokens = itertools.islice(lorem_tokens(request.seed, index), LOREM_DEFAULT_TOKENS)
+    else:
+        tokens, finish = itertools.islice(lorem_tokens(request.seed, index), request.limit), "length"
+    scan = StopAt(tokens, request.stop)
+    return iter(scan), scan, finish
 
 
 def _rounds(choices: list[Iterator[str]]) -> Iterator[list[tuple[int, str]]]:

@@ -27,6 +27,7 @@ class ChatRequest:
     stream: bool = False
     include_usage: bool = False
     prefix: str | None = None  # the final assistant message to continue, if any
+    stop: tuple[str, ...] = ()  # stop sequences: the answer ends before the first one
 
 
 def parse_chat_request(body: bytes, default_model: str | None = None) -> ChatRequest:
@@ -48,7 +49,28 @@ def parse_chat_request(body: bytes, default_model: str | None = None) -> ChatReq
         stream=_bool_field(data, "stream"),
         include_usage=_include_usage(data),
         prefix=_prefix_of(data, messages),
+        stop=_stop_of(data),
     )
+
+
+MAX_STOP_SEQUENCES = 4  # OpenAI's limit
+
+
+def _stop_of(data: dict[str, Any]) -> tuple[str, ...]:
+    """``stop``: a string or an array of up to four strings, as OpenAI takes it."""
+    stop = data.get("stop")
+    if stop is None:
+        return ()
+    if isinstance(stop, str):
+        stop = [stop]
+    if not isinstance(stop, list) or not all(isinstance(item, str) for item in stop):
+        message = "Invalid type for 'stop': expected a string or an array of strings."
+        raise ApiError(400, message, param="stop")
+    if len(stop) > MAX_STOP_SEQUENCES:
+        message = (f"Invalid 'stop': array too long. Expected an array with maximum length "
+                   f"{MAX_STOP_SEQUENCES}, but got an array with length {len(stop)} instead.")
+        raise ApiError(400, message, param="stop")
+    return tuple(item for item in stop if item)
 
 
 def _prefix_of(data: dict[str, Any], messages: list[dict[str, Any]]) -> str | None:

@@ -4,8 +4,9 @@
   whitespace, so the concatenated deltas reproduce the message byte for byte;
 * ``lorem`` writes deterministic lorem-ipsum text (paced by the chat endpoint).
 
-Both continue a final assistant message (a resumed answer) instead of starting over;
-see :func:`continued`.
+Both continue a final assistant message (a resumed answer) instead of starting over
+(see :func:`continued`), and both end before the first of the request's stop
+sequences (see :class:`StopAt`).
 """
 
 from __future__ import annotations
@@ -82,6 +83,50 @@ def continued(tokens: Iterator[str], skip: int) -> Iterator[str]:
         elif skip < len(token):
             yield token[skip:]
         skip -= len(token)
+
+
+class StopAt:
+    """The tokens up to the first stop sequence, which is not sent (as OpenAI does).
+
+    A stop sequence may span tokens, so text that could be the start of one is held
+    back until the next token shows whether it is; the pieces sent may then differ
+    from the tokens, as a real server's do. ``hit`` says, once the tokens have been
+    used up, whether a stop sequence ended them (finish_reason ``stop``).
+    """
+
+    def __init__(self, tokens: Iterator[str], stops: tuple[str, ...]) -> None:
+        self._tokens = tokens
+        self._stops = tuple(stop for stop in stops if stop)
+        self.hit = False
+
+    def __iter__(self) -> Iterator[str]:
+        if not self._stops:
+            yield from self._tokens
+            return
+        pending = ""
+        for token in self._tokens:
+            pending += token
+            found = [at for at in (pending.find(stop) for stop in self._stops) if at != -1]
+            if found:
+                if min(found):
+                    yield pending[: min(found)]
+                self.hit = True
+                return
+            keep = self._held(pending)
+            if len(pending) > keep:
+                yield pending[: len(pending) - keep]
+                pending = pending[len(pending) - keep :]
+        if pending:
+            yield pending
+
+    def _held(self, text: str) -> int:
+        """The length of the longest end of ``text`` that a stop sequence starts with."""
+        longest = min(len(text), max(len(stop) for stop in self._stops) - 1)
+        for size in range(longest, 0, -1):
+            tail = text[-size:]
+            if any(stop.startswith(tail) for stop in self._stops):
+                return size
+        return 0
 
 
 def model_object(model: str) -> dict[str, Any]:

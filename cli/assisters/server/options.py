@@ -48,22 +48,42 @@ class ServeOptions:
             self.replay = Path(self.replay)
 
 
+# The longest pause any option may ask for: a day. Longer is a typo, and a sleep of
+# 1e300 s (or 1 / 1e-300 tokens per second) overflows the clock and kills the handler.
+MAX_PAUSE_SECONDS = 86400.0
+
+
+def _within(value: float | int | None, low: float, high: float, *, optional: bool = False) -> bool:
+    """``low <= value <= high`` for a real number (not nan, not a bool); None when optional."""
+    if value is None:
+        return optional
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return low <= value <= high and not math.isnan(value)
+
+
 def _option_problems(o: ServeOptions) -> list[str]:
-    """Reject nonsense early, so a typo fails at startup instead of as an odd stream."""
-    checks = {
-        "port must be 0..65535": 0 <= o.port <= 65535,
-        "tokens_per_second must be >= 0": o.tokens_per_second >= 0,
-        "fail_status must be 400..599": o.fail_status is None or 400 <= o.fail_status <= 599,
-        "fail_times must be >= 0": o.fail_times >= 0,
-        "retry_after must be >= 0": o.retry_after is None or o.retry_after >= 0,
-        "drop_after must be >= 0": o.drop_after is None or o.drop_after >= 0,
-        "drop_after_bytes must be >= 0": o.drop_after_bytes is None or o.drop_after_bytes >= 0,
-        "drop_times must be >= 0": o.drop_times >= 0,
-        "stall_after must be >= 0": o.stall_after is None or o.stall_after >= 0,
-        "stall_seconds must be >= 0": o.stall_seconds >= 0,
-        "malformed_at must be >= 1": o.malformed_at is None or o.malformed_at >= 1,
-        "first_token_delay_ms must be >= 0": o.first_token_delay_ms >= 0,
-        "head_delay must be a finite number >= 0": 0 <= o.head_delay < math.inf,
-        "drip_ms must be a finite number >= 0": o.drip_ms is None or 0 <= o.drip_ms < math.inf,
-    }
-    return [message for message, ok in checks.items() if not ok]
+    """Reject nonsense early, so a typo fails at startup instead of as an odd stream
+    or a request handler that dies (one table: each option, its check, its bounds)."""
+    day, big = MAX_PAUSE_SECONDS, 2**31
+    checks = [
+        ("port", _within(o.port, 0, 65535), "0..65535"),
+        # 0: no pause; otherwise at least one token a day, at most a million a second
+        ("tokens_per_second", o.tokens_per_second == 0 or _within(o.tokens_per_second, 1 / day, 1e6),
+         "0, or from 1/86400 to 1000000"),
+        ("fail_status", _within(o.fail_status, 400, 599, optional=True), "400..599"),
+        ("fail_times", _within(o.fail_times, 0, big), ">= 0"),
+        ("retry_after", _within(o.retry_after, 0, day, optional=True), f"seconds from 0 to {day:g}"),
+        ("drop_after", _within(o.drop_after, 0, big, optional=True), ">= 0"),
+        ("drop_after_bytes", _within(o.drop_after_bytes, 0, 2**62, optional=True), ">= 0"),
+        ("drop_times", _within(o.drop_times, 0, big), ">= 0"),
+        ("stall_after", _within(o.stall_after, 0, big, optional=True), ">= 0"),
+        ("stall_seconds", _within(o.stall_seconds, 0, day), f"seconds from 0 to {day:g}"),
+        ("malformed_at", _within(o.malformed_at, 1, big, optional=True), ">= 1"),
+        ("first_token_delay_ms", _within(o.first_token_delay_ms, 0, day * 1000),
+         f"milliseconds from 0 to {day * 1000:.0f}"),
+        ("head_delay", _within(o.head_delay, 0, day), f"seconds from 0 to {day:g}"),
+        ("drip_ms", _within(o.drip_ms, 0, 60000, optional=True), "milliseconds from 0 to 60000"),
+    ]
+    return [f"{name} (--{name.replace('_', '-')}) must be {bounds}, not {getattr(o, name)!r}"
+            for name, ok, bounds in checks if not ok]
