@@ -113,7 +113,8 @@ def test_the_key_from_any_source_is_scrubbed(httpserver: Any, tmp_path: Path, so
     else:
         config = tmp_path / "config.toml"  # an input: exempt from the guard's scan
         line = f'api_key = "{SECRET}"' if source == "config" else f"api_key_command = \"printf '{SECRET}'\""
-        config.write_text(line + "\n")
+        # A loopback URL runs api_key_command only when the same table sets both.
+        config.write_text(f'base_url = "{env.pop("ASSISTERS_BASE_URL")}"\n{line}\n')
         env["ASSISTERS_CONFIG"] = str(config)
     result = run_cli(*args, env=env)
     assert result.returncode == 77, result.stderr

@@ -33,10 +33,13 @@ from typing import IO, Any
 
 import orjson
 
+from assisters import redact
+from assisters.answer import Answer, parse_json
 from assisters.errors import AssistersError, ExitStatus, RequestError
-from assisters.exchange import OutgoingRequest, ResponseHead
+from assisters.exchange import BodyDecoder, OutgoingRequest, ResponseHead
 from assisters.http_syntax import is_token
-from assisters.redact import StreamScrubber, caught_in_output, redact_headers, safe_url, scrub_bytes
+from assisters.redact import StreamScrubber, redact_headers, safe_url, scrub_bytes
+from assisters.sse import SSEDecoder
 
 FORMAT = "assisters-recording"
 VERSION = 1
@@ -108,20 +111,43 @@ def recorder_for(path: str | None, command: str) -> Iterator[FileRecorder | None
         stream = open(path, "wb")  # noqa: SIM115 - closed below, after the exchange
     except OSError as exc:
         raise RequestError(f"cannot write recording {path}: {exc.strerror}") from None
-    caught = caught_in_output()
     with stream:
         yield FileRecorder(stream, command)
-    if caught_in_output() != caught:
+    if redact.active() and joined_answer_holds_secret(Path(path)):
         withhold_body(Path(path))
+
+
+def joined_answer_holds_secret(path: Path) -> bool:
+    """Whether the answer a replay would assemble from this recording holds a secret.
+
+    Every read is scrubbed on its own, but a server that sends a credential back
+    inside the answer splits it across events (or hides it behind JSON escapes),
+    where no byte search finds it; assembled, as ``replay`` would, it shows."""
+    try:
+        recording = load_recording(path)
+        if recording.head is None:
+            return False
+        decoder = BodyDecoder(recording.head.header("content-encoding"))
+        answer = Answer()
+        if recording.head.is_json:
+            answer.apply_completion(parse_json(b"".join(decoder.decode(d) for _, d in recording.reads)))
+        else:
+            events = SSEDecoder()
+            for _, data in recording.reads:
+                answer.apply_items(events.feed_data(decoder.decode(data)))
+    except AssistersError:
+        return False  # nothing a replay could assemble either
+    text = orjson.dumps(answer.completion_object())
+    return scrub_bytes(text) != text
 
 
 def withhold_body(path: Path) -> None:
     """Rewrite a recording without its body reads, atomically.
 
-    Done when the answer shown held a secret that no single read held: the server
-    sent a credential back split across events, so the reads hold it in pieces that
-    a replay would join again. The rest of the exchange (request, head, error, end)
-    stays, with a ``withheld`` record in place of the reads."""
+    Done when the assembled answer holds a secret that no single read held (see
+    :func:`joined_answer_holds_secret`): a replay would join the pieces again.
+    The rest of the exchange (request, head, error, end) stays, with a
+    ``withheld`` record in place of the reads."""
     temp = path.with_name(path.name + ".tmp")
     withheld = 0
     with path.open("rb") as source, temp.open("wb") as out:

@@ -39,7 +39,6 @@ _SECRET_WORDS = ("auth", "key", "token", "secret", "cookie", "password", "signat
 
 _texts: list[str] = []  # every registered secret's forms, longest first
 _forms: list[bytes] = []
-_caught = [0]  # secrets replaced in streamed output so far (see caught_in_output)
 
 
 class Secret:
@@ -112,6 +111,7 @@ class StreamScrubber:
 
     def __init__(self) -> None:
         self._held = b""
+        self.caught = 0  # secrets replaced so far
 
     def feed(self, data: bytes) -> bytes:
         if self._held:
@@ -123,7 +123,7 @@ class StreamScrubber:
         for form in _forms:  # usually one: the key; a read is usually shorter than it
             if size >= len(form) and form in data:
                 data = data.replace(form, REDACTED_BYTES)
-                _caught[0] += 1
+                self.caught += 1
         keep = _partial_tail(data)
         if keep:
             self._held = data[-keep:]
@@ -134,14 +134,6 @@ class StreamScrubber:
         """What is held back, to write at the end of the stream (it is no secret)."""
         held, self._held = self._held, b""
         return held
-
-
-def caught_in_output() -> int:
-    """How many times a secret was replaced in streamed output (the answer's text,
-    which is joined from many events). A recording compares it before and after an
-    exchange: a secret that appeared only once the events were joined is held in
-    the recording in pieces, where no byte search can find it."""
-    return _caught[0]
 
 
 def _partial_tail(data: bytes) -> int:
@@ -181,7 +173,7 @@ class ScrubbingWriter:
     def write(self, data: bytes | bytearray | memoryview) -> int:
         data = bytes(data)
         if _forms or self._scrubber._held:
-            self.wrapped.write(self._scrubber.feed(data))
+            self.wrapped.write(self.scrubbed(data))
         else:
             self.wrapped.write(data)
         return len(data)
