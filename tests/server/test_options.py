@@ -28,3 +28,11 @@ def test_new_options_are_validated() -> None:
                 {"head_delay": float("nan")}, {"drip_ms": -1}, {"drip_ms": float("inf")}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             ServeOptions(**bad)
+
+
+def test_batch_api_options_are_validated() -> None:
+    for bad in ({"batch_delay": -1}, {"batch_delay": float("inf")}, {"batch_window": 0},
+                {"max_upload_bytes": 0}, {"max_upload_bytes": 2 * 1024**3}, {"max_batch_requests": 0},
+                {"api_fail_status": 302}, {"api_fail_times": -1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            ServeOptions(**bad)

@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+MAX_UPLOAD_LIMIT = 1024 * 1024 * 1024  # an upload is held in memory while it is read: 1 GiB at most
+
 
 @dataclass
 class ServeOptions:
@@ -39,6 +41,13 @@ class ServeOptions:
     replay: Path | None = None  # answer every chat request with a recording (or raw SSE bytes)
     default_model: str | None = None  # serve unknown model names with this model
     verbose: bool = False  # one stderr line per request: method, path, status
+    batch_api: bool = True  # serve the Files and Batches API (/v1/files, /v1/batches)
+    batch_delay: float = 0.0  # seconds a batch stays validating, then again in_progress
+    batch_window: float = 86400.0  # a batch not done this many seconds after creation expires
+    max_upload_bytes: int = 16 * 1024 * 1024  # the largest file POST /v1/files accepts
+    max_batch_requests: int = 50_000  # the most requests one batch input file may hold
+    api_fail_status: int | None = None  # answer the Files/Batches API with this status ...
+    api_fail_times: int = 1  # ... for its first K requests (then normal); 0 = forever
 
     def __post_init__(self) -> None:
         problems = _option_problems(self)
@@ -65,5 +74,11 @@ def _option_problems(o: ServeOptions) -> list[str]:
         "first_token_delay_ms must be >= 0": o.first_token_delay_ms >= 0,
         "head_delay must be a finite number >= 0": 0 <= o.head_delay < math.inf,
         "drip_ms must be a finite number >= 0": o.drip_ms is None or 0 <= o.drip_ms < math.inf,
+        "batch_delay must be a finite number >= 0": 0 <= o.batch_delay < math.inf,
+        "batch_window must be a finite number > 0": 0 < o.batch_window < math.inf,
+        f"max_upload_bytes must be 1..{MAX_UPLOAD_LIMIT}": 1 <= o.max_upload_bytes <= MAX_UPLOAD_LIMIT,
+        "max_batch_requests must be >= 1": o.max_batch_requests >= 1,
+        "api_fail_status must be 400..599": o.api_fail_status is None or 400 <= o.api_fail_status <= 599,
+        "api_fail_times must be >= 0": o.api_fail_times >= 0,
     }
     return [message for message, ok in checks.items() if not ok]
