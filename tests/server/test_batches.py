@@ -8,6 +8,7 @@ bound, never an upper one, so a slow machine cannot make them flaky.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import re
 import time
@@ -17,6 +18,7 @@ import httpx
 import pytest
 
 from assisters.server.app import ChatServer
+from assisters.server.models import lorem_tokens
 from assisters.server.options import ServeOptions
 from tests.server.helpers import KEY, assert_openai_error, batch_lines, request_line, user, wait_for_batch
 
@@ -263,3 +265,17 @@ def test_shutdown_stops_running_batches() -> None:
     assert record is not None and record.runner is not None
     assert not record.runner.is_alive()
     assert record.status == "validating"  # left as it was: nothing is written after shutdown
+
+
+def test_lorem_runs_unpaced_and_a_streaming_body_is_an_error_line() -> None:
+    data = batch_lines(request_line("l", "x", model="lorem", seed=3, max_tokens=5),
+                       request_line("s", "x", stream=True))
+    with ChatServer(ServeOptions(tokens_per_second=0.001)) as srv, sdk_for(srv) as sdk:
+        done = wait_for_batch(sdk, submit(sdk, data).id)  # at that pace, one paced token takes 1000 s
+        [line] = lines_of(sdk, done.output_file_id)
+        body = line["response"]["body"]
+        assert body["choices"][0]["message"]["content"] == "".join(itertools.islice(lorem_tokens(3), 5))
+        assert body["choices"][0]["finish_reason"] == "length"
+        [error] = lines_of(sdk, done.error_file_id)
+        assert error["custom_id"] == "s" and error["response"]["status_code"] == 400
+        assert error["response"]["body"]["error"]["message"] == "Streaming is not supported in a batch."
