@@ -82,15 +82,18 @@ def test_download_is_whole_and_scrubbed_of_the_key(tmp_path: Path) -> None:
 def half_a_file(body: bytes) -> Iterator[str]:
     """A server that promises ``body`` and hangs up half-way, every time."""
     listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)  # close() would not wake a blocked accept(): poll a stop flag
     head = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n"
+    stop = threading.Event()
 
     def serve() -> None:
-        while True:
+        while not stop.is_set():
             try:
                 conn, _ = listener.accept()
-            except OSError:
-                return
+            except TimeoutError:
+                continue
             with conn:
+                conn.settimeout(5)
                 conn.recv(65536)
                 conn.sendall(head % len(body) + body[: len(body) // 2])
 
@@ -99,6 +102,8 @@ def half_a_file(body: bytes) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
     finally:
+        stop.set()
+        thread.join()
         listener.close()
 
 
@@ -115,6 +120,9 @@ def test_a_broken_download_is_retried_then_leaves_no_half_file(tmp_path: Path) -
     assert len(notices) == 1 and "retrying in" in notices[0]
     assert dest.read_bytes() == b"the previous results\n"  # untouched
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]  # no temporary file left
+    port = int(base_url.rsplit(":", 1)[1].split("/")[0])
+    with pytest.raises(ConnectionRefusedError):  # the test's server is gone, not left for later tests
+        socket.create_connection(("127.0.0.1", port), timeout=5)
 
 
 def test_a_server_without_the_batch_api_is_one_clear_error(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ The input is read twice from disk (to validate, then to run), never held in memo
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import uuid
@@ -133,7 +134,7 @@ class _Runner:
 
     def _expire(self, custom_id: str, rest: Iterator[tuple[str, dict[str, Any]]]) -> None:
         """The window ended: this request and the rest go to the error file unrun."""
-        for name in (custom_id, *(cid for cid, _ in rest)):
+        for name in itertools.chain([custom_id], (cid for cid, _ in rest)):
             self.errors.write({"id": new_id("batch_req"), "custom_id": name, "response": None,
                                "error": EXPIRED})
             with self.record.lock:
