@@ -48,11 +48,16 @@ def make_client(settings: Settings) -> httpx.Client:
 def transport_error(exc: httpx.HTTPError, url: str) -> AssistersError:
     """A one-line error for a failed connection; never includes headers (the key)."""
     where = redact_url(url)
+    error: AssistersError
     if isinstance(exc, httpx.ConnectTimeout):
-        return TimeoutFailure(f"timed out connecting to {where} (connect timeout{_limit(exc, 'connect')}); "
-                              "raise it with --connect-timeout or ASSISTERS_CONNECT_TIMEOUT")
+        error = TimeoutFailure(f"timed out connecting to {where} (connect timeout{_limit(exc, 'connect')}); "
+                               "raise it with --connect-timeout or ASSISTERS_CONNECT_TIMEOUT")
+        error.unsent = True
+        return error
     if isinstance(exc, httpx.ConnectError):
-        return TemporaryError(f"cannot connect to {where}: {_reason(exc)}")
+        error = TemporaryError(f"cannot connect to {where}: {_reason(exc)}")
+        error.unsent = True
+        return error
     if isinstance(exc, httpx.ReadTimeout):
         return TimeoutFailure(f"no data from {where} for too long (read timeout{_limit(exc, 'read')}); "
                               "raise it with --first-byte-timeout or --idle-timeout")

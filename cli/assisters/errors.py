@@ -42,11 +42,13 @@ class AssistersError(Exception):
 
     ``retryable`` says whether sending the same request again may succeed (when
     nothing of the answer has been shown yet); ``retry_after`` is the server's
-    own wait in seconds, when it gave one.
+    own wait in seconds, when it gave one; ``unsent`` that the request never left
+    (no connection), so even a request that is not idempotent may be sent again.
     """
 
     status: ExitStatus = ExitStatus.INTERNAL
     retryable: bool = False
+    unsent: bool = False  # the request surely never reached the server: resending is safe even for a POST
 
     def __init__(self, message: str, status: ExitStatus | None = None) -> None:
         super().__init__(message)

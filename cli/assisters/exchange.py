@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -66,6 +66,9 @@ class OutgoingRequest:
     url: str
     headers: list[tuple[str, str]]
     body: bytes | None
+    # A body sent in pieces instead (a file upload), never held whole nor recorded;
+    # give its Content-Length in ``headers``.
+    stream: Iterable[bytes] | None = None
 
 
 class Recorder(Protocol):
@@ -161,7 +164,8 @@ def open_exchange(
     try:
         if watch is not None:
             watch.new_attempt()
-        with client.stream(request.method, request.url, content=request.body,
+        content = request.body if request.stream is None else request.stream
+        with client.stream(request.method, request.url, content=content,
                            headers=request.headers) as response:
             responded = True
             if watch is not None:

@@ -401,3 +401,22 @@ def test_head_delay_and_drip_still_complete():
     with serving("--head-delay", "0.3", "--drip-ms", "0.2") as served:
         result = chat(served, "-m", "echo", "a b")
     assert (result.returncode, result.stdout, result.stderr) == (0, b"a b", b"")
+
+
+def test_batch_api_flags_reach_the_server():
+    import httpx
+
+    line = b'{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "echo"}}\n'
+    flags = ("--batch-delay", "600", "--max-upload-bytes", str(len(line)), "--api-fail-status", "503")
+    with serving(*flags) as served, httpx.Client(timeout=10) as client:
+        assert client.get(f"{served.base_url}/files").status_code == 503  # the first API request only
+        upload = client.post(f"{served.base_url}/files", data={"purpose": "batch"},
+                             files={"file": ("in.jsonl", line + b"\n")})
+        assert upload.status_code == 400 and "File is too large" in upload.text
+        file_id = client.post(f"{served.base_url}/files", data={"purpose": "batch"},
+                              files={"file": ("in.jsonl", line)}).json()["id"]
+        batch = client.post(f"{served.base_url}/batches", json={
+            "input_file_id": file_id, "endpoint": "/v1/chat/completions", "completion_window": "24h"})
+        assert client.get(f"{served.base_url}/batches/{batch.json()['id']}").json()["status"] == "validating"
+    with serving("--no-batch-api") as served:
+        assert httpx.get(f"{served.base_url}/batches").status_code == 404

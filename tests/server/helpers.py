@@ -136,3 +136,33 @@ RESUME_CASES = [
     ("lorem", {"drop_after": 5}),
     ("lorem", {"drop_after_bytes": 700}),
 ]
+
+
+def batch_lines(*lines: dict[str, Any]) -> bytes:
+    """A Batch input file: one JSON object per line."""
+    return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+
+
+def request_line(custom_id: str, text: str, *, model: str = "echo", url: str = "/v1/chat/completions",
+                 **body: Any) -> dict[str, Any]:
+    """One OpenAI Batch request line asking ``model`` about ``text``."""
+    return {"custom_id": custom_id, "method": "POST", "url": url,
+            "body": {"model": model, "messages": user(text), **body}}
+
+
+ENDED = ("completed", "failed", "expired", "cancelled")
+
+
+def wait_for_batch(sdk: Any, batch_id: str, statuses: tuple[str, ...] = ENDED, seen: list[str] | None = None,
+                   limit: float = 60.0) -> Any:
+    """Poll until the batch is in one of ``statuses``; ``seen`` collects every status met.
+    ``limit`` only keeps a broken server from hanging the suite."""
+    deadline = time.monotonic() + limit
+    while True:
+        batch = sdk.batches.retrieve(batch_id)
+        if seen is not None and (not seen or seen[-1] != batch.status):
+            seen.append(batch.status)
+        if batch.status in statuses:
+            return batch
+        assert time.monotonic() < deadline, f"batch still {batch.status}"
+        time.sleep(0.02)

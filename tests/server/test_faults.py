@@ -307,3 +307,16 @@ def test_a_slow_drip_still_streams(client: httpx.Client) -> None:
         while srv.active_streams and time.monotonic() < deadline:
             time.sleep(0.01)
         assert srv.active_streams == 0
+
+
+def test_api_fail_status_hits_the_files_and_batches_api_only(client: httpx.Client) -> None:
+    options = ServeOptions(api_fail_status=429, api_fail_times=2, retry_after=3)
+    with ChatServer(options) as srv:
+        for path in ("/files", "/batches"):
+            r = client.get(f"{srv.base_url}{path}")
+            error = assert_openai_error(r, 429, "Injected failure: HTTP 429")
+            assert (error["code"], r.headers["retry-after"]) == ("rate_limit_exceeded", "3")
+        assert post(client, srv, {"model": "echo", "messages": user("hi")}).status_code == 200
+        assert client.get(f"{srv.base_url}/files").status_code == 200
+        assert client.get(f"{srv.base_url}/batches").status_code == 200
+        assert srv.state.api_requests_seen == 4 and srv.requests_seen == 1

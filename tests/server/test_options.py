@@ -47,6 +47,12 @@ BAD_NUMBERS = {
     "malformed_at": [0],
     "fail_status": [399, 600],
     "port": [-1, 65536],
+    "batch_delay": [-1, float("inf"), 86401],
+    "batch_window": [0, float("inf")],
+    "max_upload_bytes": [0, 2 * 1024**3],
+    "max_batch_requests": [0],
+    "api_fail_status": [302, 600],
+    "api_fail_times": [-1],
 }
 
 

@@ -6,4 +6,14 @@ prompts) and write the same output (OpenAI Batch output lines), so a script
 does not care which road a batch took. Built on the core: the SSE decoder and
 :class:`~assisters.answer.Answer` for each reply, the retry rules of
 :mod:`assisters.retry`, and the statuses of :mod:`assisters.errors`.
+
+The provider's Batch API, client side:
+
+* :mod:`~assisters.batch.provider`: :class:`~assisters.batch.provider.BatchClient`
+  (files and batches, with the retry rules) and where the API lives
+  (:class:`~assisters.batch.provider.ProviderAPI`); the plan for the subcommands;
+* :mod:`~assisters.batch.waiting`: polling until a batch ends, backing off;
+* :mod:`~assisters.batch.states`: every state, what it means, what ``status`` exits with;
+* :mod:`~assisters.batch.results`: the output and error files as one file;
+* :mod:`~assisters.batch.atomic`: files that appear whole or not at all, scrubbed.
 """

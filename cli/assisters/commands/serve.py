@@ -43,11 +43,27 @@ from assisters.commands.options import CONTEXT_SETTINGS, NAME
               help="Send the stream one byte per chunk, MS apart.")
 @click.option("--echo-prefix", is_flag=True,
               help="Continuing an assistant message: send its text again first.")
+@click.option("--batch-api/--no-batch-api", default=True, show_default=True,
+              help="Serve the Files and Batches API (/v1/files, /v1/batches).")
+@click.option("--batch-delay", default=0.0, type=click.FloatRange(0, 86400), metavar="S",
+              help="Hold each batch S seconds in validating, then S more in in_progress.")
+@click.option("--batch-window", default=86400.0, type=click.FloatRange(0, 86400 * 30, min_open=True),
+              metavar="S", help="A batch not done S seconds after creation expires.  [default: 86400]")
+@click.option("--max-upload-bytes", default=16 * 1024 * 1024, show_default=True,
+              type=click.IntRange(1, 1024**3), metavar="N", help="The largest file upload accepted.")
+@click.option("--max-batch-requests", default=50_000, show_default=True, type=click.IntRange(min=1),
+              metavar="N", help="The most requests one batch input file may hold.")
+@click.option("--api-fail-status", type=click.IntRange(400, 599), metavar="CODE",
+              help="Answer the Files/Batches API with this HTTP status ...")
+@click.option("--api-fail-times", default=1, show_default=True, type=click.IntRange(min=0), metavar="K",
+              help="... for its first K requests (0: always); --retry-after applies.")
 @click.option("-v", "--verbose", is_flag=True, help="Log one line per request on stderr.")
 def serve(**params: Any) -> None:
     """Run a local OpenAI-compatible server (models: echo, lorem) with fault injection.
 
-    Prints its base URL on stdout, then serves until Ctrl-C (exit 0).
+    It speaks chat completions, models, and the Files and Batches API (batches run
+    in the background through echo and lorem). Prints its base URL on stdout, then
+    serves until Ctrl-C (exit 0).
 
     \b
     Examples:

@@ -124,6 +124,7 @@ class ChatServer:
         self._httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self.state.close()
 
     def __enter__(self) -> ChatServer:
         self.start_background()

@@ -60,6 +60,18 @@ def _streaming(handler: Responder, write: Callable[[EventStream, Any], None], ar
 def _complete(handler: Responder, request: ChatRequest) -> None:
     """Answer a non-streaming request after the time generating it would have taken."""
     options = handler.state.options
+    body, generating = complete_body(request, options)
+    wait = options.first_token_delay_ms / 1000 + generating
+    if wait > 0 and handler.state.stopping.wait(wait):
+        handler.close_connection = True
+        return
+    handler.send_json(200, body)
+
+
+def complete_body(request: ChatRequest, options: ServeOptions) -> tuple[dict[str, Any], float]:
+    """One whole ``chat.completion`` object, made without HTTP, and the seconds that
+    generating it takes at the ``lorem`` pace (the endpoint waits that long before
+    answering; the batch runner of :mod:`~assisters.server.batch_runner` does not)."""
     completion = _Completion(request)
     plans = [_choice_plan(request, i, options.echo_prefix) for i in range(request.n)]
     texts: list[list[str]] = [[] for _ in plans]
@@ -69,12 +81,9 @@ def _complete(handler: Responder, request: ChatRequest) -> None:
         for index, token in step:
             texts[index].append(token)
             completion.completion_tokens += number >= plans[index].echoed
-    wait = options.first_token_delay_ms / 1000 + rounds * _token_delay(options, request)
-    if wait > 0 and handler.state.stopping.wait(wait):
-        handler.close_connection = True
-        return
     finishes = [plan.finish for plan in plans]
-    handler.send_json(200, completion.response(["".join(t) for t in texts], finishes))
+    body = completion.response(["".join(t) for t in texts], finishes)
+    return body, rounds * _token_delay(options, request)
 
 
 def stream_completion(stream: EventStream, request: ChatRequest) -> None:

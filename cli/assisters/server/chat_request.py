@@ -32,7 +32,12 @@ class ChatRequest:
 
 def parse_chat_request(body: bytes, default_model: str | None = None) -> ChatRequest:
     """Validate a request body the way OpenAI does, raising ApiError (400/404) if bad."""
-    data = _json_object(body)
+    return chat_request_from(json_object(body), default_model)
+
+
+def chat_request_from(data: dict[str, Any], default_model: str | None = None) -> ChatRequest:
+    """Validate a decoded request body (an HTTP body, or the ``body`` of a batch line)."""
+    data = dict(data)  # the default model is put in a copy, never in the caller's object
     if default_model and isinstance(data.get("model"), str) and data["model"] not in MODELS:
         data["model"] = default_model
     model = _model_of(data)
@@ -90,7 +95,8 @@ def _prefix_of(data: dict[str, Any], messages: list[dict[str, Any]]) -> str | No
     return message_text(messages[-1])
 
 
-def _json_object(body: bytes) -> dict[str, Any]:
+def json_object(body: bytes) -> dict[str, Any]:
+    """A JSON request body that must be an object, or the 400 OpenAI sends."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
+from email.message import Message
 from typing import Any, BinaryIO, NoReturn, Protocol
 
 import orjson
@@ -24,6 +25,8 @@ class Responder(Protocol):
     wfile: BinaryIO
     connection: socket.socket
     close_connection: bool
+    path: str  # as requested, with the query string
+    headers: Message  # the request's
 
     def send_response(self, code: int, message: str | None = None) -> None: ...
 

@@ -1,7 +1,8 @@
 """Fault injection: the failures ``serve`` produces on demand.
 
 * HTTP failures before any answer (:func:`injected_failure`: ``--fail-status``,
-  ``--fail-times``, ``--retry-after``);
+  ``--fail-times``, ``--retry-after``), and the same for the Files and Batches API
+  (:func:`injected_api_failure`: ``--api-fail-status``, ``--api-fail-times``);
 * faults inside a stream (:class:`StreamFaults`: ``--drop-after``,
   ``--drop-after-bytes``, ``--drop-times``, ``--stall-after``, ``--malformed-at``),
   and how a connection is cut (:func:`cut_connection`: a FIN, or with ``--reset``
@@ -27,13 +28,22 @@ from assisters.server.options import ServeOptions
 
 def injected_failure(options: ServeOptions, number: int) -> ApiError | None:
     """The error chat request ``number`` (1-based) must get, if the options ask for one."""
-    status = options.fail_status
-    if status is None or (options.fail_times and number > options.fail_times):
+    return _failure(options.fail_status, options.fail_times, options.retry_after, number)
+
+
+def injected_api_failure(options: ServeOptions, number: int) -> ApiError | None:
+    """The error Files/Batches API request ``number`` (1-based) must get (``--api-fail-status``):
+    how a client's polling meets a rate limit or an outage of the management endpoints."""
+    return _failure(options.api_fail_status, options.api_fail_times, options.retry_after, number)
+
+
+def _failure(status: int | None, times: int, retry_after: float | None, number: int) -> ApiError | None:
+    if status is None or (times and number > times):
         return None
-    which = f"{number} of {options.fail_times}" if options.fail_times else f"request {number}"
+    which = f"{number} of {times}" if times else f"request {number}"
     headers = {}
-    if options.retry_after is not None:
-        headers["Retry-After"] = _format_seconds(options.retry_after)
+    if retry_after is not None:
+        headers["Retry-After"] = _format_seconds(retry_after)
     type_, code = "invalid_request_error", None
     if status >= 500:
         type_ = "server_error"

@@ -9,17 +9,19 @@ so connections are kept alive; ``TCP_NODELAY``, so each SSE event leaves at once
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 
-from assisters.server.api_errors import MAX_BODY_BYTES, ApiError, too_large
-from assisters.server.routes import route
+from assisters.server.api_errors import ApiError
+from assisters.server.routes import body_limit, route
 from assisters.server.state import ServerState
 
 IDLE_TIMEOUT = 60.0  # seconds a silent or non-reading client may hold a handler thread
+MAX_DISCARD_BYTES = 2 * 1024 * 1024 * 1024  # read and dropped, to answer a too-large upload
 
 
 class RequestHandler(BaseHTTPRequestHandler):
@@ -65,9 +67,10 @@ class RequestHandler(BaseHTTPRequestHandler):
             sys.stderr.write(f"{fmt % args}\n")
 
     def _dispatch(self) -> None:
+        options = self.state.options
         try:
-            body = self._read_body()
-            route(self.command, self.path)(self, body)
+            body = self._read_body(*body_limit(self.command, self.path, options))
+            route(self.command, self.path, options)(self, body)
         except ApiError as err:
             self._send_error(err)
 
@@ -87,9 +90,13 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
         self.send_json(err.status, err.body(), err.headers)
 
-    def _read_body(self) -> bytes:
+    def _read_body(self, limit: int, too_large: Callable[[], ApiError]) -> bytes:
+        """The whole body, up to ``limit`` bytes. Past that, the error; when that error
+        keeps the connection (an upload too large), a body of known length up to
+        :data:`MAX_DISCARD_BYTES` is read and dropped first, so that the client, still
+        sending, gets the answer; otherwise the connection is closed."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._read_chunked()
+            return self._read_chunked(limit, too_large)
         raw = self.headers.get("Content-Length")
         if raw is None:
             return b""
@@ -99,17 +106,31 @@ class RequestHandler(BaseHTTPRequestHandler):
             length = -1
         if length < 0:
             raise ApiError(400, "Invalid Content-Length header.", close=True)
-        if length > MAX_BODY_BYTES:
-            raise too_large()
+        if length > limit:
+            error = too_large()
+            if not error.close and length <= MAX_DISCARD_BYTES:
+                self._discard(length)  # the client sees the answer, not a reset while sending
+            else:
+                error.close = True
+            raise error
         return self._read_exact(length)
 
-    def _read_chunked(self) -> bytes:
+    def _discard(self, length: int) -> None:
+        while length > 0:
+            data = self.rfile.read(min(length, 256 * 1024))
+            if not data:
+                raise ConnectionResetError("client closed the connection inside the body")
+            length -= len(data)
+
+    def _read_chunked(self, limit: int, too_large: Callable[[], ApiError]) -> bytes:
         parts: list[bytes] = []
         total = 0
         while size := self._chunk_size():
             total += size
-            if total > MAX_BODY_BYTES:
-                raise too_large()
+            if total > limit:
+                error = too_large()
+                error.close = True
+                raise error
             parts.append(self._read_exact(size))
             if self.rfile.readline(3).rstrip(b"\r\n"):
                 raise ApiError(400, "Malformed chunked request body.", close=True)

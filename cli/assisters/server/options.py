@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+MAX_UPLOAD_LIMIT = 1024 * 1024 * 1024  # an upload is held in memory while it is read: 1 GiB at most
+
 
 @dataclass
 class ServeOptions:
@@ -39,6 +41,13 @@ class ServeOptions:
     replay: Path | None = None  # answer every chat request with a recording (or raw SSE bytes)
     default_model: str | None = None  # serve unknown model names with this model
     verbose: bool = False  # one stderr line per request: method, path, status
+    batch_api: bool = True  # serve the Files and Batches API (/v1/files, /v1/batches)
+    batch_delay: float = 0.0  # seconds a batch stays validating, then again in_progress
+    batch_window: float = 86400.0  # a batch not done this many seconds after creation expires
+    max_upload_bytes: int = 16 * 1024 * 1024  # the largest file POST /v1/files accepts
+    max_batch_requests: int = 50_000  # the most requests one batch input file may hold
+    api_fail_status: int | None = None  # answer the Files/Batches API with this status ...
+    api_fail_times: int = 1  # ... for its first K requests (then normal); 0 = forever
 
     def __post_init__(self) -> None:
         problems = _option_problems(self)
@@ -84,6 +93,12 @@ def _option_problems(o: ServeOptions) -> list[str]:
          f"milliseconds from 0 to {day * 1000:.0f}"),
         ("head_delay", _within(o.head_delay, 0, day), f"seconds from 0 to {day:g}"),
         ("drip_ms", _within(o.drip_ms, 0, 60000, optional=True), "milliseconds from 0 to 60000"),
+        ("batch_delay", _within(o.batch_delay, 0, day), f"seconds from 0 to {day:g}"),
+        ("batch_window", _within(o.batch_window, 0.001, 365 * day), f"seconds from 0.001 to {365 * day:g}"),
+        ("max_upload_bytes", _within(o.max_upload_bytes, 1, MAX_UPLOAD_LIMIT), f"1..{MAX_UPLOAD_LIMIT}"),
+        ("max_batch_requests", _within(o.max_batch_requests, 1, big), ">= 1"),
+        ("api_fail_status", _within(o.api_fail_status, 400, 599, optional=True), "400..599"),
+        ("api_fail_times", _within(o.api_fail_times, 0, big), ">= 0"),
     ]
     return [f"{name} (--{name.replace('_', '-')}) must be {bounds}, not {getattr(o, name)!r}"
             for name, ok, bounds in checks if not ok]

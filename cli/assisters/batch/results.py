@@ -1,0 +1,217 @@
+"""A provider batch's results as one file: the output file and the error file,
+downloaded and merged into one OpenAI Batch output line per ``custom_id``.
+
+* The provider's lines are kept as they are (the same format ``batch run``
+  writes); a second line for a ``custom_id`` already written is dropped and counted.
+* Unordered, the output file's lines come first, then the error file's, each in
+  the provider's order (which OpenAI does not promise to be the input's).
+* Ordered by the input's ``custom_id`` list, each id gets its line in that order,
+  and an id the provider returned nothing for (the batch was cancelled or lost it)
+  gets a line saying so, ``{"id": null, "custom_id": ..., "response": null,
+  "error": {"code": "batch_cancelled" | "result_missing", "message": ...}}``, so the
+  file has exactly one line per input request. Lines for ids the input does not
+  have come last.
+* Memory holds an index of the ids, never the lines: the downloads wait in a
+  private temporary directory beside the destination, which is written
+  atomically (:func:`~assisters.batch.atomic.atomic_file`) and scrubbed of secrets.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from assisters.batch.atomic import ScrubbedFile, atomic_file
+from assisters.batch.provider import BatchClient
+from assisters.batch.states import error_summary, state_of, visible
+from assisters.errors import AssistersError, ExitStatus, ProtocolError, RequestError
+
+MAX_LINE_BYTES = 64 * 1024 * 1024  # one result line; a whole completion body fits many times over
+NOT_RUN = {  # the line made up for an id the provider returned nothing for, by batch state
+    "cancelled": ("batch_cancelled", "This request was not run: the batch was cancelled."),
+    "expired": ("batch_expired", "This request could not be executed before the completion window expired."),
+}
+MISSING = ("result_missing", "The provider returned no result for this request.")
+
+
+class ResultsNotReady(AssistersError):
+    """The batch has no results to download (yet, or ever)."""
+
+
+@dataclass
+class MergeReport:
+    lines: int = 0  # written
+    from_output: int = 0
+    from_errors: int = 0
+    filled: list[str] = field(default_factory=list)  # ids with no line from the provider
+    duplicates: int = 0  # second lines for an id, dropped
+    unexpected: int = 0  # lines for ids the input does not have (kept, at the end)
+
+
+def download_results(client: BatchClient, batch: dict[str, Any], dest: Path, *,
+                     order: Sequence[str] | None = None) -> MergeReport:
+    """Download the batch's output and error files and merge them into ``dest``."""
+    state = state_of(batch)
+    if not state.has_results:
+        raise not_ready(batch)
+    dest = Path(dest)
+    try:
+        scratch = tempfile.TemporaryDirectory(prefix=f".{dest.name}.", dir=dest.parent)
+    except OSError as exc:
+        raise RequestError(f"cannot write {dest}: {exc.strerror}") from None
+    with scratch:
+        parts: dict[str, Path | None] = {}
+        for kind in ("output", "error"):
+            file_id = batch.get(f"{kind}_file_id")
+            parts[kind] = None
+            if isinstance(file_id, str) and file_id:
+                parts[kind] = Path(scratch.name) / kind
+                client.download(file_id, parts[kind])
+        return merge_results(parts["output"], parts["error"], dest, order=order,
+                             not_run=NOT_RUN.get(state.name, MISSING))
+
+
+def not_ready(batch: dict[str, Any]) -> ResultsNotReady:
+    state = state_of(batch)
+    ident = visible(str(batch.get("id")))
+    if state.phase == "failed":
+        reasons = "; ".join(error_summary(batch, limit=3)) or "no reason given"
+        return ResultsNotReady(f"batch {ident} failed, so it has no results: {reasons}", ExitStatus.REJECTED)
+    return ResultsNotReady(f"batch {ident} is still {visible(state.name)}; wait for it "
+                           f"(assisters batch status {ident}) and ask again", ExitStatus.TEMPORARY)
+
+
+def merge_results(output: Path | None, errors: Path | None, dest: Path, *,
+                  order: Sequence[str] | None = None, not_run: tuple[str, str] = MISSING) -> MergeReport:
+    """Merge a batch's output file and error file (either may be absent) into ``dest``,
+    atomically; ``not_run`` is the error a line made up for an id without one gets."""
+    report = MergeReport()
+    sources: list[_Source] = []
+    try:
+        for kind, path in (("output", output), ("error", errors)):
+            if path is not None:
+                try:
+                    sources.append(_Source(kind, path.open("rb")))
+                except OSError as exc:
+                    raise RequestError(f"cannot read {path}: {exc.strerror}") from None
+        with atomic_file(dest) as out:
+            if order is None:
+                _merge_in_file_order(sources, out, report)
+            else:
+                _merge_in_input_order(sources, out, report, order, not_run)
+    finally:
+        for source in sources:
+            source.file.close()
+    return report
+
+
+@dataclass
+class _Source:
+    kind: str  # "output" or "error"
+    file: IO[bytes]
+
+
+def _merge_in_file_order(sources: list[_Source], out: ScrubbedFile, report: MergeReport) -> None:
+    seen: set[str] = set()
+    for source in sources:
+        for line, custom_id, _offset in _lines(source):
+            if custom_id in seen:
+                report.duplicates += 1
+                continue
+            seen.add(custom_id)
+            _emit(out, line, report, source.kind)
+
+
+def _merge_in_input_order(sources: list[_Source], out: ScrubbedFile, report: MergeReport,
+                          order: Sequence[str], not_run: tuple[str, str]) -> None:
+    where: dict[str, tuple[_Source, int, int]] = {}  # custom_id -> (source, offset, length)
+    for source in sources:
+        for line, custom_id, offset in _lines(source):
+            if custom_id in where:
+                report.duplicates += 1
+            else:
+                where[custom_id] = (source, offset, len(line))
+    wanted = set(order)
+    written: set[str] = set()
+    for custom_id in order:
+        if custom_id in written:
+            continue
+        written.add(custom_id)
+        found = where.get(custom_id)
+        if found is None:
+            report.filled.append(custom_id)
+            code, message = not_run
+            error = {"code": code, "message": message}
+            made_up = {"id": None, "custom_id": custom_id, "response": None, "error": error}
+            _emit(out, orjson.dumps(made_up), report, None)
+            continue
+        _emit(out, _read_at(*found), report, found[0].kind)
+    for custom_id, found in where.items():
+        if custom_id not in wanted:
+            report.unexpected += 1
+            _emit(out, _read_at(*found), report, found[0].kind)
+
+
+def _read_at(source: _Source, offset: int, length: int) -> bytes:
+    source.file.seek(offset)
+    return source.file.read(length)
+
+
+def _lines(source: _Source) -> Iterator[tuple[bytes, str, int]]:
+    """Each result line (without its line end), its custom_id, and where it starts."""
+    source.file.seek(0)
+    offset = 0
+    number = 0
+    while raw := source.file.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        start, offset = offset, offset + len(raw)
+        if len(raw) > MAX_LINE_BYTES:
+            raise ProtocolError(f"line {number} of the {source.kind} file is over {MAX_LINE_BYTES} bytes")
+        line = raw.rstrip(b"\r\n")
+        if not line.strip():
+            continue
+        try:
+            custom_id = orjson.loads(line).get("custom_id")
+        except (orjson.JSONDecodeError, AttributeError):
+            custom_id = None
+        if not isinstance(custom_id, str):
+            raise ProtocolError(f"line {number} of the {source.kind} file is not a Batch output line "
+                                "with a custom_id")
+        yield line, custom_id, start
+
+
+def _emit(out: ScrubbedFile, line: bytes, report: MergeReport, kind: str | None) -> None:
+    out.write(line + b"\n")
+    report.lines += 1
+    if kind == "output":
+        report.from_output += 1
+    elif kind == "error":
+        report.from_errors += 1
+
+
+def custom_ids_of(path: Path) -> list[str]:
+    """The ``custom_id`` of each Batch request line of ``path``, in order (for ``--ordered``)."""
+    ids: list[str] = []
+    try:
+        with Path(path).open("rb") as source:
+            for number, raw in enumerate(source, 1):
+                if raw.strip():
+                    ids.append(_request_id(raw, path, number))
+    except OSError as exc:
+        raise RequestError(f"cannot read {path}: {exc.strerror}") from None
+    return ids
+
+
+def _request_id(raw: bytes, path: Path, number: int) -> str:
+    try:
+        custom_id = orjson.loads(raw).get("custom_id")
+    except (orjson.JSONDecodeError, AttributeError):
+        custom_id = None
+    if not isinstance(custom_id, str):
+        raise RequestError(f"{path}:{number}: not a Batch request line with a custom_id")
+    return custom_id
