@@ -11,8 +11,10 @@ the default profile. Keys: ``base_url``, ``model``, ``api_key``,
 ``api_key_command``, ``connect_timeout``, ``first_byte_timeout``, ``idle_timeout``
 (``timeout`` is its older name), ``total_timeout``, ``stream_usage``,
 ``max_retries``, ``max_retry_wait``, ``max_total_wait``, ``resume``,
-``max_resumes`` and ``resume_body`` (a table of extra body fields sent with a
-resumed request).
+``max_resumes``, ``resume_body`` (a table of extra body fields sent with a
+resumed request), ``store`` (keep chats in the conversation store) and
+``context`` (what a conversation does when the server finds it too long:
+``error`` or ``drop-oldest``).
 
 Timeout defaults, chosen for slow reasoning models: connect 10 s (a reachable
 server accepts in milliseconds); first byte 300 s (a model may think for minutes
@@ -70,7 +72,10 @@ _KNOWN_KEYS = {
     "resume",
     "max_resumes",
     "resume_body",
+    "store",
+    "context",
 }
+CONTEXT_POLICIES = ("error", "drop-oldest")
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,8 @@ class Settings:
     resume: bool = False
     max_resumes: int = DEFAULT_MAX_RESUMES
     resume_body: Mapping[str, Any] = dataclasses.field(default_factory=lambda: dict(DEFAULT_RESUME_BODY))
+    store: bool = True  # keep chats in the conversation store (assisters.conversation.store)
+    context: str = "error"  # a conversation too long for the model: "error" or "drop-oldest"
 
     def url(self, path: str) -> str:
         """An endpoint under the base URL (``chat/completions``, ``/models``)."""
@@ -115,6 +122,8 @@ class Overrides:
     max_total_wait: float | None = None
     resume: bool | None = None
     max_resumes: int | None = None
+    store: bool | None = None
+    context: str | None = None
 
 
 def config_path(environ: Mapping[str, str]) -> Path:
@@ -171,6 +180,10 @@ def load_settings(flags: Overrides, environ: Mapping[str, str], *, need_key: boo
         stream_usage=_flag(pick(flags.stream_usage, "ASSISTERS_STREAM_USAGE", key="stream_usage"),
                            "stream_usage", path),
         profile=profile_name,
+        store=bool(_flag(pick(flags.store, "ASSISTERS_STORE", key="store", default=True), "store", path)
+                   is not False),
+        context=_choice(pick(flags.context, "ASSISTERS_CONTEXT", key="context", default="error"),
+                        CONTEXT_POLICIES, "context", path),
     )
     key = _resolve_key(flags, environ, profile, path)
     if key is None and need_key and not is_loopback(base_url):
@@ -299,6 +312,12 @@ def _table(value: Any, name: str, path: Path) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"{name} must be a table of body fields, e.g. {name} = {{}} ({path})")
     return dict(value)
+
+
+def _choice(value: Any, choices: tuple[str, ...], name: str, path: Path) -> str:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {value!r} ({path})")
+    return str(value)
 
 
 def _flag(value: Any, name: str, path: Path) -> bool | None:
