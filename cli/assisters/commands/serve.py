@@ -42,6 +42,8 @@ from assisters.commands.options import CONTEXT_SETTINGS
               help="Send the stream one byte per chunk, MS apart.")
 @click.option("--echo-prefix", is_flag=True,
               help="Continuing an assistant message: send its text again first.")
+@click.option("--context-length", type=click.IntRange(min=1), metavar="N",
+              help="Refuse prompts over N tokens (words) with 400 context_length_exceeded.")
 @click.option("-v", "--verbose", is_flag=True, help="Log one line per request on stderr.")
 def serve(**params: Any) -> None:
     """Run a local OpenAI-compatible server (models: echo, lorem) with fault injection.

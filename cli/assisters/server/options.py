@@ -38,6 +38,7 @@ class ServeOptions:
     echo_prefix: bool = False  # continuing: send the given prefix again before the rest
     replay: Path | None = None  # answer every chat request with a recording (or raw SSE bytes)
     default_model: str | None = None  # serve unknown model names with this model
+    context_length: int | None = None  # refuse prompts of more tokens, as OpenAI does (400)
     verbose: bool = False  # one stderr line per request: method, path, status
 
     def __post_init__(self) -> None:
@@ -65,5 +66,6 @@ def _option_problems(o: ServeOptions) -> list[str]:
         "first_token_delay_ms must be >= 0": o.first_token_delay_ms >= 0,
         "head_delay must be a finite number >= 0": 0 <= o.head_delay < math.inf,
         "drip_ms must be a finite number >= 0": o.drip_ms is None or 0 <= o.drip_ms < math.inf,
+        "context_length must be >= 1": o.context_length is None or o.context_length >= 1,
     }
     return [message for message, ok in checks.items() if not ok]
