@@ -33,7 +33,8 @@ def _own_terminal() -> None:
     fcntl.ioctl(1, termios.TIOCSCTTY, 0)
 
 
-_CSI = re.compile(r"\x1b\[([0-9;?<=>]*)[ -/]*([@-~])|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[=>()][0-9A-Za-z]?|\x1b.")
+_CSI = re.compile(r"\x1b\[([0-9;?<=>]*)[ -/]*([@-~])"  # CSI: parameters, final byte
+                  r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[=>()][0-9A-Za-z]?|\x1b.")  # OSC, the rest
 
 
 def render(raw: bytes) -> str:
@@ -164,7 +165,8 @@ class Terminal:
             where = text.find(needle, after)
             if where >= 0:
                 return where + len(needle)
-            if time.monotonic() > deadline or (self.process.poll() is not None and not self._reader.is_alive()):
+            ended = self.process.poll() is not None and not self._reader.is_alive()
+            if time.monotonic() > deadline or ended:
                 raise AssertionError(f"never drawn: {needle!r}; the screen so far:\n{text[-3000:]}")
             time.sleep(0.02)
 

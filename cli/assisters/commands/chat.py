@@ -49,13 +49,14 @@ def chat(**params: Any) -> None:
       assisters chat --base-url local "no account needed"
     """
     import os
+    from contextlib import nullcontext
 
     import orjson
 
     from assisters.commands.inputs import chat_body, read_prompt, settings_from, warn_insecure
+    from assisters.config import LOCAL_BASE_URL
     from assisters.conversation.session import TurnOptions, open_session
     from assisters.request import compose_prompt
-    from assisters.runner import local_server
     from assisters.terminal import system_streams
 
     streams = system_streams(os.environ)
@@ -78,9 +79,17 @@ def chat(**params: Any) -> None:
     warn_insecure(settings, streams)
     options = TurnOptions(as_json=params["as_json"], show_usage=params["show_usage"], quiet=params["quiet"],
                           save=params["save"], interactive=interactive)
-    with local_server(settings) as settings:
+    if settings.base_url == LOCAL_BASE_URL:
+        from assisters.runner import local_server
+
+        serving = local_server(settings)
+    else:  # the HTTP stack is loaded by the first request: the first prompt comes sooner
+        serving = nullcontext(settings)
+    with serving as settings:
+        # -o model NAME overrides -m, as -o overrides every field built from other options
+        model = template["model"] if any(key == "model" for key, _ in params["extra"]) else params["model"]
         session = open_session(settings, streams, template, os.environ, continue_last=params["continue_last"],
-                               conversation_id=params["conversation_id"], model=params["model"],
+                               conversation_id=params["conversation_id"], model=model,
                                system=params["system"], options=options)
         if terminal is not None:
             run_interactive(session, terminal, prompt, os.environ)

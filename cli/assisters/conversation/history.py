@@ -18,24 +18,25 @@ What is sent (the interrupted-answer policy):
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass
 class Exchange:
-    question: dict[str, Any]
-    answer: dict[str, Any] | None = None
+    __slots__ = ("answer", "question")
+
+    def __init__(self, question: dict[str, Any], answer: dict[str, Any] | None = None) -> None:
+        self.question = question
+        self.answer = answer
 
     @property
     def answered(self) -> bool:
         return self.answer is not None and bool(self.answer.get("content"))
 
 
-@dataclass
 class History:
-    system: str | None = None
-    exchanges: list[Exchange] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.system: str | None = None
+        self.exchanges: list[Exchange] = []
 
     @classmethod
     def from_records(cls, records: Iterable[dict[str, Any]]) -> History:
@@ -106,15 +107,11 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-@dataclass(frozen=True)
 class Summary:
-    """One line of ``conversations list``."""
+    """One line of ``conversations list``; ``time`` is the last record's."""
 
-    id: str
-    time: str  # of the last record
-    model: str
-    turns: int
-    first_words: str
+    def __init__(self, id: str, time: str, model: str, turns: int, first_words: str) -> None:
+        self.id, self.time, self.model, self.turns, self.first_words = id, time, model, turns, first_words
 
 
 def summarize(conversation_id: str, records: list[dict[str, Any]]) -> Summary:

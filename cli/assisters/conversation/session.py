@@ -16,25 +16,27 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from assisters.config import Settings
-from assisters.conversation import context
 from assisters.conversation.history import History
 from assisters.conversation.store import ConversationFile, Store, now
 from assisters.errors import AssistersError
-from assisters.retry import RetryPolicy
-from assisters.stream import ChatResult
 from assisters.terminal import Streams
+
+if TYPE_CHECKING:  # the HTTP stack loads with the first request, not before the first prompt
+    from assisters.stream import ChatResult
 
 _JOIN_EVERY = 256  # pieces of text kept before they are joined: memory stays about the text's size
 
 
 class Transcript:
-    """What the sink showed, kept for the store (a ``Tee`` copy: per network read)."""
+    """What the sink showed, kept for the store (a ``Tee`` copy: per network read).
+
+    The copy is taken just before the write, so a Ctrl-C between the two can leave
+    the last network read's text stored but not shown; never the other way round."""
 
     def __init__(self) -> None:
         self._pieces: list[str] = []
@@ -60,17 +62,19 @@ class Transcript:
         return "".join(self._reasoning)
 
 
-@dataclass
 class Turn:
     """How one request ended: ``result`` when the answer completed; else ``error``
-    or ``interrupted``; ``text`` is what was shown either way."""
+    or ``interrupted`` (``pipe_closed``: stdout's reader left); ``text`` is what was
+    shown either way; ``dropped``, the exchanges --context drop-oldest left out."""
 
-    text: str
-    result: ChatResult | None = None
-    error: AssistersError | None = None
-    interrupted: bool = False
-    dropped: int = 0  # exchanges left out by --context drop-oldest
-    pipe_closed: bool = False  # stdout was closed during the answer
+    def __init__(self, text: str, result: ChatResult | None = None, error: AssistersError | None = None,
+                 interrupted: bool = False, pipe_closed: bool = False) -> None:
+        self.text = text
+        self.result = result
+        self.error = error
+        self.interrupted = interrupted
+        self.pipe_closed = pipe_closed
+        self.dropped = 0
 
     def raise_failure(self) -> None:
         """For a script: the turn's failure as the exception ``main`` maps to a status."""
@@ -82,21 +86,22 @@ class Turn:
             raise self.error
 
 
-@dataclass
 class TurnOptions:
     """The chat options of every turn (the command line's)."""
 
-    as_json: bool = False
-    show_usage: bool = False
-    quiet: bool = False
-    save: str | None = None
-    interactive: bool = False
+    def __init__(self, *, as_json: bool = False, show_usage: bool = False, quiet: bool = False,
+                 save: str | None = None, interactive: bool = False) -> None:
+        self.as_json = as_json
+        self.show_usage = show_usage
+        self.quiet = quiet
+        self.save = save
+        self.interactive = interactive
 
 
-@dataclass
 class Totals:
-    turns: int = 0
-    usage: dict[str, int] = field(default_factory=dict)
+    def __init__(self) -> None:
+        self.turns = 0
+        self.usage: dict[str, int] = {}
 
     def add(self, usage: object) -> None:
         self.turns += 1
@@ -196,6 +201,8 @@ class Session:
         while True:
             turn = self._send(self.history.messages(drop=drop))
             error = turn.error
+            if error is not None:
+                from assisters.conversation import context  # only for a failed request
             if error is None or turn.text or not context.is_overflow(error):
                 if drop and turn.error is None:
                     self.dropped = turn.dropped = drop
@@ -222,6 +229,7 @@ class Session:
         return [*pairs, system + sizes[-1]]
 
     def _send(self, messages: list[dict[str, str]]) -> Turn:
+        from assisters.retry import RetryPolicy
         from assisters.runner import live, render_chat
         from assisters.stream import chat_request
 

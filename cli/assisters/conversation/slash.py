@@ -21,7 +21,6 @@ import orjson
 from assisters.conversation.session import Session
 from assisters.errors import AssistersError
 from assisters.redact import scrub_bytes
-from assisters.sinks import usage_line
 
 EXIT = object()
 Action = object  # None, EXIT, or a Callable[[], Turn | None]
@@ -104,6 +103,8 @@ def _save(session: Session, arg: str, ui: Ui) -> Action:
 
 
 def _usage(session: Session, arg: str, ui: Ui) -> Action:
+    from assisters.sinks import usage_line  # with the HTTP stack, which an answer has loaded
+
     if session.last is None:
         ui.say("no answer yet")
         return None

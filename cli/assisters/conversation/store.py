@@ -30,10 +30,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import secrets
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,13 +75,20 @@ def now() -> str:
 
 def new_id() -> str:
     """Sortable by creation time, short enough to type: ``20250102-153045-7f3a``."""
-    return time.strftime("%Y%m%d-%H%M%S", time.localtime()) + "-" + secrets.token_hex(2)
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime()) + "-" + os.urandom(2).hex()
 
 
-@dataclass(frozen=True)
 class Loaded:
-    records: list[dict[str, Any]]
-    damaged: int  # lines inside the file that are not JSON objects (skipped)
+    """A conversation's records, and how many damaged lines inside the file were skipped.
+
+    (Plain classes here and in the modules one-shot ``chat`` loads: a dataclass
+    costs a millisecond of start-up to define.)"""
+
+    __slots__ = ("damaged", "records")
+
+    def __init__(self, records: list[dict[str, Any]], damaged: int) -> None:
+        self.records = records
+        self.damaged = damaged
 
 
 class ConversationFile:
