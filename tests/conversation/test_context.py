@@ -30,15 +30,16 @@ def test_other_errors_are_not_overflows(error):
     assert not context.is_overflow(error)
 
 
-def test_the_line_names_the_size_and_the_ways_out():
+def test_the_line_has_the_servers_words_the_size_and_the_ways_out():
     error = HTTPStatusError(400, OPENAI)
-    assert context.overflow_line(error, None, interactive=True) == (
-        "the conversation is too long for the model's context window (9000 prompt tokens, the model "
-        "takes 8192); try /undo, /reset, or --context drop-oldest")
+    assert context.overflow_line(error, 812, interactive=True) == (
+        f"the conversation is too long for the model's context window ({OPENAI}); "
+        "try /undo, /reset, or --context drop-oldest")
     vague = HTTPStatusError(400, "HTTP 400: context length exceeded")
     assert context.overflow_line(vague, 812, interactive=False) == (
-        "the conversation is too long for the model's context window (the last answered request was "
-        "812 prompt tokens); try a new conversation (no -c), or --context drop-oldest")
+        "the conversation is too long for the model's context window (HTTP 400: context length exceeded; "
+        "the last answered request was 812 prompt tokens); try a new conversation (no -c), "
+        "or --context drop-oldest")
 
 
 def test_the_first_cut_comes_from_the_servers_numbers():

@@ -61,6 +61,8 @@ def session(server: ChatServer) -> Iterator[Callable[..., Terminal]]:
 
 
 def send(terminal: Terminal, text: str) -> None:
+    """Type a message at an empty prompt, as a person would, and press Enter."""
+    terminal.wait_prompt()
     terminal.type(text)
     terminal.send(ENTER)
 
@@ -71,6 +73,7 @@ def test_typing_sends_the_message_and_the_answer_streams_then_ctrl_d_exits_0(ses
     send(terminal, "hello there world")
     at = terminal.wait_for("> hello there world\n")
     terminal.wait_for("hello there world\n", after=at)
+    terminal.wait_prompt()
     terminal.wait_prompt()
     terminal.send(CTRL_D)
     assert terminal.wait_exit() == 0
@@ -89,13 +92,17 @@ def test_a_multiline_paste_is_one_message_and_so_are_newline_keys_and_fences(ses
     terminal.type("first")
     terminal.send(b"\x1b\r")  # Esc Enter
     terminal.type("second")
-    terminal.send(b"\n")  # Ctrl-J
-    send(terminal, "third")
+    terminal.send(b"\x1b\r")
+    terminal.type("third")
+    terminal.send(b"\n")  # Ctrl-J sends, like Enter
     terminal.wait_for("third\n", after=terminal.wait_for("third"))
-    terminal.wait_prompt()
-    for line in ('"""', "  indented", 'closing"""'):
-        send(terminal, line)
+    send(terminal, '"""')
+    for line in ("  indented", 'closing"""'):
+        terminal.wait_for(". ")  # the continuation prompt
+        terminal.type(line)
+        terminal.send(ENTER)
     terminal.wait_for("closing\n", after=terminal.wait_for("closing"))
+    terminal.wait_prompt()
     terminal.wait_prompt()
     terminal.send(CTRL_D)
     assert terminal.wait_exit() == 0
@@ -136,6 +143,7 @@ def test_ctrl_c_at_the_prompt_clears_the_line_and_on_an_empty_one_gives_a_hint(s
     terminal.send(CTRL_C)
     terminal.wait_for("(Ctrl-D or /exit ends the session)")
     terminal.send(ENTER)  # the cleared line sends nothing
+    terminal.wait_prompt()
     terminal.send(CTRL_D)
     assert terminal.wait_exit() == 0
     assert server.requests_seen == 0
@@ -185,6 +193,7 @@ def test_history_is_recalled_in_a_new_session_and_holds_no_key(session, server):
     send(first, f"remember me {SECRET}")
     first.wait_prompt()
     first.wait_for("[REDACTED]")
+    first.wait_prompt()
     first.send(CTRL_D)
     assert first.wait_exit() == 0
     history = Path(os.environ["XDG_STATE_HOME"]) / "assisters" / "history"
@@ -194,6 +203,7 @@ def test_history_is_recalled_in_a_new_session_and_holds_no_key(session, server):
     second.wait_for("> remember me [REDACTED]")
     second.send(ENTER)
     second.wait_for("remember me [REDACTED]\n", after=second.wait_for("> remember me [REDACTED]"))
+    second.wait_prompt()
     second.send(CTRL_D)
     assert second.wait_exit() == 0
 
@@ -204,6 +214,7 @@ def test_piped_text_and_arguments_are_the_first_turn_then_the_terminal_is_read(s
     assert "review this" in terminal.text
     send(terminal, "and now?")
     terminal.wait_for("and now?\n", after=terminal.wait_for("> and now?"))
+    terminal.wait_prompt()
     terminal.send(CTRL_D)
     assert terminal.wait_exit() == 0
 
@@ -216,6 +227,7 @@ def test_a_failed_turn_is_one_line_and_the_session_goes_on(session):
         terminal.wait_prompt()
         send(terminal, "/retry")
         terminal.wait_for("first\n", after=terminal.wait_for("> /retry"))
+        terminal.wait_prompt()
         terminal.send(CTRL_D)
         assert terminal.wait_exit() == 0
 
@@ -240,6 +252,7 @@ def test_ctrl_c_during_start_up_shows_no_traceback(server):
         hint = "(Ctrl-D or /exit ends the session)"
         assert wait_until(lambda: terminal.process.poll() is not None or hint in terminal.text)
         if terminal.process.poll() is None:  # the prompt was up already: a hint, and it goes on
+            terminal.wait_prompt()
             terminal.send(CTRL_D)
             assert terminal.wait_exit() == 0
         else:

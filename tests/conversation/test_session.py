@@ -180,8 +180,10 @@ def test_a_conversation_too_long_fails_in_one_line_and_keeps_the_question(small_
     assert result.returncode == 65
     assert result.stdout == b""
     assert result.stderr.decode() == (
-        "assisters: error: the conversation is too long for the model's context window (14 prompt "
-        "tokens, the model takes 12); try a new conversation (no -c), or --context drop-oldest\n")
+        "assisters: error: the conversation is too long for the model's context window (HTTP 400: "
+        "This model's maximum context length is 12 tokens. However, your messages resulted in 14 "
+        "tokens. Please reduce the length of the messages.); try a new conversation (no -c), "
+        "or --context drop-oldest\n")
     failed = records()[-1]
     assert (failed["role"], failed["content"], failed["incomplete"]) == ("assistant", "", True)
 
@@ -201,3 +203,16 @@ def test_drop_oldest_leaves_out_the_oldest_exchanges_until_the_server_takes_it(s
     too_long = run_cli("chat", "-c", "--context", "drop-oldest", " ".join(["word"] * 13), env=env)
     assert too_long.returncode == 65
     assert "even the newest question alone is too long" in too_long.stderr.decode()
+    alone = run_cli("chat", "-m", "echo", " ".join(["word"] * 13), env=env)  # no history: the words as sent
+    assert alone.returncode == 65
+    assert alone.stderr.decode().startswith("assisters: error: HTTP 400: This model's maximum context")
+
+
+def test_one_shot_chat_never_loads_prompt_toolkit(server):
+    python, *rest = cli_command("chat", "-m", "echo", "hi")
+    result = subprocess.run([python, "-X", "importtime", *rest], capture_output=True,
+                            stdin=subprocess.DEVNULL, env={**os.environ, **env_for(server.base_url)},
+                            timeout=60)
+    assert result.returncode == 0 and result.stdout == b"hi"
+    assert b"assisters.conversation.session" in result.stderr  # importtime is on
+    assert b"prompt_toolkit" not in result.stderr

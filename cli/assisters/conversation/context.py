@@ -5,9 +5,10 @@ and vLLM (400, ``context_length_exceeded``, "This model's maximum context length
 is 8192 tokens. However, your messages resulted in 9000 tokens"), llama.cpp
 ("the request exceeds the available context size"), Mistral, Anthropic-style
 gateways ("prompt is too long"). :func:`is_overflow` recognises them by status
-and wording; the user then gets one line naming the size when it is known (the
-server's count from the message, or ``usage.prompt_tokens`` of the last answer)
-and the ways out.
+and wording. When a conversation's history made the request too long, the user
+gets one line with the server's words, the size when it is known (the server's
+count in its message, or ``usage.prompt_tokens`` of the last answer) and the ways
+out; a first question that is too long alone keeps the server's words as they are.
 
 ``--context drop-oldest`` instead sends the request again without the oldest
 exchanges (the system prompt and the newest question always stay) until the
@@ -60,17 +61,12 @@ def context_limit(exc: AssistersError) -> int | None:
 
 
 def overflow_line(exc: AssistersError, last_prompt_tokens: int | None, *, interactive: bool) -> str:
-    """One line: too long, how long, and what to do."""
-    tokens = prompt_tokens(exc)
-    limit = context_limit(exc)
-    if tokens is not None:
-        size = f" ({tokens} prompt tokens" + (f", the model takes {limit})" if limit else ")")
-    elif last_prompt_tokens is not None:
-        size = f" (the last answered request was {last_prompt_tokens} prompt tokens)"
-    else:
-        size = ""
+    """One line: too long, the server's own words (with the size, when it gave it, else
+    the last answered request's), and what to do."""
+    known = "" if prompt_tokens(exc) is not None or last_prompt_tokens is None else (
+        f"; the last answered request was {last_prompt_tokens} prompt tokens")
     ways = "/undo, /reset" if interactive else "a new conversation (no -c)"
-    return (f"the conversation is too long for the model's context window{size}; "
+    return (f"the conversation is too long for the model's context window ({exc.message}{known}); "
             f"try {ways}, or --context drop-oldest")
 
 

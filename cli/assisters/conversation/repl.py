@@ -9,7 +9,8 @@ The terminal: the prompt is read from stdin when it is a terminal, else from
 stderr (``/dev/tty`` when stderr is redirected). Answers stream to stdout
 exactly as ``chat`` writes them.
 
-Keys: Enter sends; Esc Enter (Alt-Enter) or Ctrl-J inserts a newline; a
+Keys: Enter sends (so does Ctrl-J, which is what an Enter typed ahead during an
+answer arrives as); Esc Enter (Alt-Enter) inserts a newline; a
 bracketed paste is inserted whole, newlines included, and sent by the next
 Enter; a message that starts with ``\"\"\"`` goes on over several lines until one
 ends with ``\"\"\"``. Ctrl-C clears the line, or on an empty line says how to
@@ -145,8 +146,11 @@ def key_bindings() -> KeyBindings:
         else:
             buffer.validate_and_handle()
 
+    # Not Ctrl-J: an Enter typed ahead while an answer streams reaches the next prompt
+    # as a line feed (the terminal is in cooked mode then), and must still send.
+    bindings.add("c-j")(_send)
+
     @bindings.add("escape", "enter")
-    @bindings.add("c-j")
     def _newline(event) -> None:  # type: ignore[no-untyped-def]
         event.current_buffer.insert_text("\n")
 
@@ -240,8 +244,8 @@ class Repl:
             count = len(session.history.exchanges)
             where = (f"conversation {session.id}, {count} exchange(s) so far" if count
                      else f"new conversation {session.id}")
-        self.say(f"assisters chat: {session.model}, {where}. Enter sends, Esc Enter or Ctrl-J "
-                 "adds a line, /help lists the commands, Ctrl-D ends.")
+        self.say(f"assisters chat: {session.model}, {where}. Enter sends, Esc Enter adds a line, "
+                 "/help lists the commands, Ctrl-D ends.")
 
 
 def run_interactive(session: Session, terminal: Terminal, first: str | None,

@@ -210,6 +210,8 @@ class Session:
                                  "model's context window (--context drop-oldest)")
                 return turn
             droppable = self.history.earlier_answered()
+            if not droppable:  # the question alone is too long: the server's words say it all
+                return turn
             if self.settings.context != "drop-oldest" or drop >= droppable:
                 if self.settings.context == "drop-oldest":
                     error.message = ("even the newest question alone is too long for the model's context "

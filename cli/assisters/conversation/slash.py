@@ -43,7 +43,7 @@ class Command:
 def _help(session: Session, arg: str, ui: Ui) -> Action:
     for command in COMMANDS.values():
         ui.say(f"  {command.usage:<14} {command.help}")
-    ui.say('  Enter sends; Esc Enter or Ctrl-J adds a line; """ starts a block that ends with """;')
+    ui.say('  Enter sends; Esc Enter (Alt-Enter) adds a line; """ starts a block that ends with """;')
     ui.say("  Ctrl-C stops an answer or clears the line; Ctrl-D ends; // sends a message that starts with /")
     return None
 
