@@ -142,7 +142,8 @@ def test_ctrl_c_at_the_prompt_clears_the_line_and_on_an_empty_one_gives_a_hint(s
     terminal.wait_prompt()
     terminal.send(CTRL_C)
     terminal.wait_for("(Ctrl-D or /exit ends the session)")
-    terminal.send(ENTER)  # the cleared line sends nothing
+    send(terminal, "/model")  # a command, not "a draft I regret/model": the line was cleared
+    terminal.wait_for("model: echo")
     terminal.wait_prompt()
     terminal.send(CTRL_D)
     assert terminal.wait_exit() == 0
