@@ -31,6 +31,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
         if name.startswith(("ASSISTERS_", "OPENAI_")) or name in ("NO_COLOR", "FORCE_COLOR", "TERM"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))  # the conversation store
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))  # the input history
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     yield
 

@@ -99,6 +99,8 @@ class Settings:
     max_resumes: int = DEFAULT_MAX_RESUMES
     resume_body: Mapping[str, Any] = dataclasses.field(default_factory=lambda: dict(DEFAULT_RESUME_BODY))
     auth_header: str = DEFAULT_AUTH_HEADER
+    store: bool = True  # keep chats in the conversation store (assisters.conversation.store)
+    context: str = "error"  # a conversation too long for the model: "error" or "drop-oldest"
 
     def url(self, path: str) -> str:
         """An endpoint under the base URL (``chat/completions``, ``/models``).
@@ -139,6 +141,8 @@ class Overrides:
     max_total_wait: float | None = None
     resume: bool | None = None
     max_resumes: int | None = None
+    store: bool | None = None
+    context: str | None = None
 
 
 # -- the checks: one parser per kind of value ------------------------------------------
@@ -242,6 +246,17 @@ def parse_name(value: Any, from_file: bool) -> str:
     if not value.isprintable():
         raise Invalid(f"must be a name without control characters, not {shown(value)}")
     return value
+
+
+CONTEXT_POLICIES = ("error", "drop-oldest")
+
+
+def parse_context(value: Any, from_file: bool) -> str:
+    """What a conversation does when the server finds it too long (``--context``)."""
+    text = value.strip() if isinstance(value, str) and not from_file else value
+    if text not in CONTEXT_POLICIES:
+        raise Invalid(f"must be one of {', '.join(CONTEXT_POLICIES)}, not {shown(value)}")
+    return str(text)
 
 
 def parse_header_name(value: Any, from_file: bool) -> str:
@@ -460,6 +475,9 @@ RULES: tuple[Rule, ...] = (
     Rule("resume_body", "resume_body", parse_body_fields, DEFAULT_RESUME_BODY, keys=("resume_body",)),
     Rule("stream_usage", "stream_usage", parse_bool_or_auto, None,
          ("stream_usage",), ("ASSISTERS_STREAM_USAGE",), ("stream_usage",)),
+    Rule("store", "store", parse_bool, True, ("store",), ("ASSISTERS_STORE",), ("store",)),
+    Rule("context", "the context policy", parse_context, "error", ("context",), ("ASSISTERS_CONTEXT",),
+         ("context",)),
 )
 PROFILE_RULE = Rule("profile", "the profile", parse_name, None, ("profile",), ("ASSISTERS_PROFILE",),
                     ("profile",))

@@ -7,9 +7,10 @@ same renderers serve a live exchange and a recorded one (``replay``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
 
 from assisters.client import make_client
 from assisters.config import LOCAL_BASE_URL, Settings
@@ -19,7 +20,8 @@ from assisters.exchange import Exchange, OutgoingRequest, open_exchange, with_cl
 from assisters.passthrough import consume_raw
 from assisters.recording import ReplayExchange, load_recording, recorder_for
 from assisters.retry import RetryPolicy, run_chat
-from assisters.sinks import JsonSink, TextSink, usage_line
+from assisters.sinks import JsonSink, Tee, TextSink, usage_line
+from assisters.stream import ChatResult, ChatSink
 from assisters.terminal import Streams
 from assisters.timing import Timing
 
@@ -86,19 +88,24 @@ def replayed(path: Path, *, realtime: bool) -> ExchangeOpener:
 
 def render_chat(open_exchange: ExchangeOpener, streams: Streams, *, as_json: bool = False,
                 show_usage: bool = False, policy: RetryPolicy | None = None, watch: Watchdog | None = None,
-                request_body: bytes | None = None, quiet: bool = False) -> None:
+                request_body: bytes | None = None, quiet: bool = False, tee: ChatSink | None = None,
+                json_extra: Mapping[str, Any] | None = None) -> ChatResult:
     """``chat``: the answer to stdout as it arrives, warnings and usage to stderr.
 
     Text already written stays written when the stream fails; the exception
     then carries the exit status. ``request_body`` is what a resumed request
-    extends; ``quiet`` silences the retry and resume notices.
+    extends; ``quiet`` silences the retry and resume notices. ``tee`` gets every
+    piece of text and reasoning that is shown (a conversation keeps it, even when
+    the answer fails or is interrupted), ``json_extra`` adds fields to ``--json``.
     """
     sink = JsonSink(streams) if as_json else TextSink(streams)
     timing = Timing()
     notify = (lambda line: None) if quiet else sink.notice
+    shown = sink if tee is None else Tee(sink, tee)
     try:
-        result = run_chat(open_exchange, sink, body=request_body, policy=policy or RetryPolicy(max_retries=0),
-                          notify=notify, timing=timing, watch=watch, stdout_fd=_fileno(streams.stdout),
+        result = run_chat(open_exchange, shown, body=request_body,
+                          policy=policy or RetryPolicy(max_retries=0), notify=notify, timing=timing,
+                          watch=watch, stdout_fd=_fileno(streams.stdout),
                           keep_text=as_json)
     finally:
         sink.close()
@@ -107,11 +114,12 @@ def render_chat(open_exchange: ExchangeOpener, streams: Streams, *, as_json: boo
         if result.resumed_prefix and completion["choices"]:
             message = completion["choices"][0]["message"]
             message["content"] = result.resumed_prefix + (message.get("content") or "")
-        sink.write(completion)
+        sink.write({**completion, **json_extra} if json_extra else completion)
     for warning in result.warnings:
         streams.warn(warning)
     if show_usage:
         streams.warn(usage_line(result))
+    return result
 
 
 def _fileno(stream: object) -> int | None:

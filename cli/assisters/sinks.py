@@ -8,7 +8,7 @@ import orjson
 
 from assisters.answer import one_line
 from assisters.redact import StreamScrubber
-from assisters.stream import ChatResult
+from assisters.stream import ChatResult, ChatSink
 from assisters.terminal import Spinner, Streams, dim, direct_write, write_rest
 
 
@@ -141,6 +141,23 @@ class JsonSink:
 
     def close(self) -> None:
         self._waiting.over()
+
+
+class Tee:
+    """Every piece of text and reasoning to ``sink`` and a copy to ``copy``, which
+    sees it first (a conversation keeps what was shown, however the answer ends)."""
+
+    def __init__(self, sink: ChatSink, copy: ChatSink) -> None:
+        self._sink = sink
+        self._copy = copy
+
+    def text(self, text: str) -> None:
+        self._copy.text(text)
+        self._sink.text(text)
+
+    def reasoning(self, text: str) -> None:
+        self._copy.reasoning(text)
+        self._sink.reasoning(text)
 
 
 def usage_line(result: ChatResult) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -139,7 +140,9 @@ def test_no_stream_sends_a_batch_request_and_prints_the_content(httpserver, key_
     body = received(httpserver)[0]
     assert "stream" not in body and "stream_options" not in body
     as_json = run_cli("chat", "--no-stream", "--json", "hi", env=key_env)
-    assert orjson.loads(as_json.stdout) == {**completion, "choices": [
+    output = orjson.loads(as_json.stdout)
+    assert re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{4}", output.pop("conversation"))  # where it is stored
+    assert output == {**completion, "choices": [
         {"index": 0, "message": {"role": "assistant", "content": "whole answer"},
          "finish_reason": "stop"}]}
 
@@ -159,7 +162,9 @@ def test_json_assembles_one_completion_from_the_chunks(httpserver, key_env):
     result = run_cli("chat", "--json", "hi", env=key_env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.endswith(b"}\n") and result.stdout.count(b"\n") == 1
-    assert orjson.loads(result.stdout) == {
+    output = orjson.loads(result.stdout)
+    assert re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{4}", output.pop("conversation"))  # where it is stored
+    assert output == {
         "id": "chatcmpl-test", "object": "chat.completion", "created": 1731000000,
         "model": "test-model",
         "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {

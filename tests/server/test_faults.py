@@ -320,3 +320,21 @@ def test_api_fail_status_hits_the_files_and_batches_api_only(client: httpx.Clien
         assert client.get(f"{srv.base_url}/files").status_code == 200
         assert client.get(f"{srv.base_url}/batches").status_code == 200
         assert srv.state.api_requests_seen == 4 and srv.requests_seen == 1
+
+
+def test_context_length_refuses_longer_prompts_as_openai_does(client: httpx.Client) -> None:
+    with ChatServer(ServeOptions(context_length=5)) as srv:
+        accepted = post(client, srv, {"model": "echo", "messages": user("one two three four five")})
+        assert accepted.status_code == 200
+        refused = post(client, srv, {"model": "echo", "stream": True,
+                                     "messages": [{"role": "system", "content": "be brief"},
+                                                  *user("one two three four")]})
+        error = assert_openai_error(refused, 400, "maximum context length is 5 tokens. However, your "
+                                                  "messages resulted in 6 tokens")
+        assert error["code"] == "context_length_exceeded"
+        assert error["param"] == "messages"
+
+
+def test_context_length_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="context_length \\(--context-length\\) must be >= 1"):
+        ServeOptions(context_length=0)

@@ -53,6 +53,7 @@ BAD_NUMBERS = {
     "max_batch_requests": [0],
     "api_fail_status": [302, 600],
     "api_fail_times": [-1],
+    "context_length": [0, -1],
 }
 
 

@@ -35,6 +35,8 @@ def settings_from(params: dict[str, Any]) -> Settings:
         max_total_wait=params.get("max_total_wait"),
         resume=params.get("resume"),
         max_resumes=params.get("max_resumes"),
+        store=params.get("store"),
+        context=params.get("context"),
     )
     return load_settings(flags, os.environ)
 

@@ -19,6 +19,7 @@ import click
 from assisters import __version__
 from assisters.commands.chat import chat
 from assisters.commands.completion import COMPLETE_VAR, completion
+from assisters.commands.conversations import conversations
 from assisters.commands.debug import debug
 from assisters.commands.models import models
 from assisters.commands.options import CONTEXT_SETTINGS
@@ -38,7 +39,7 @@ def cli() -> None:
     """
 
 
-for _command in (chat, debug, raw, replay, serve, models, completion):
+for _command in (chat, conversations, debug, raw, replay, serve, models, completion):
     cli.add_command(_command)
 
 

@@ -57,6 +57,8 @@ from assisters.commands.options import CONTEXT_SETTINGS, NAME
               help="Answer the Files/Batches API with this HTTP status ...")
 @click.option("--api-fail-times", default=1, show_default=True, type=click.IntRange(min=0), metavar="K",
               help="... for its first K requests (0: always); --retry-after applies.")
+@click.option("--context-length", type=click.IntRange(min=1), metavar="N",
+              help="Refuse prompts over N tokens (words) with 400 context_length_exceeded.")
 @click.option("-v", "--verbose", is_flag=True, help="Log one line per request on stderr.")
 def serve(**params: Any) -> None:
     """Run a local OpenAI-compatible server (models: echo, lorem) with fault injection.

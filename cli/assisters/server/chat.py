@@ -15,7 +15,7 @@ from typing import Any
 
 from assisters.server.chat_request import ChatRequest, last_user_text, parse_chat_request, prompt_tokens
 from assisters.server.event_stream import EventStream, Responder, StreamAborted
-from assisters.server.faults import injected_failure
+from assisters.server.faults import context_overflow, injected_failure
 from assisters.server.models import LOREM_DEFAULT_TOKENS, StopAt, continued, echo_tokens, lorem_tokens
 from assisters.server.options import ServeOptions
 from assisters.server.replay import write_replay
@@ -38,6 +38,9 @@ def chat_completions(handler: Responder, body: bytes) -> None:
         _streaming(handler, write_replay, options.replay)
         return
     request = parse_chat_request(body, options.default_model)
+    overflow = context_overflow(options, prompt_tokens(request.messages))
+    if overflow is not None:
+        raise overflow
     if request.stream:
         _streaming(handler, stream_completion, request)
     else:

@@ -1,8 +1,9 @@
 """Fault injection: the failures ``serve`` produces on demand.
 
 * HTTP failures before any answer (:func:`injected_failure`: ``--fail-status``,
-  ``--fail-times``, ``--retry-after``), and the same for the Files and Batches API
-  (:func:`injected_api_failure`: ``--api-fail-status``, ``--api-fail-times``);
+  ``--fail-times``, ``--retry-after``; :func:`context_overflow`: ``--context-length``),
+  and the same for the Files and Batches API (:func:`injected_api_failure`:
+  ``--api-fail-status``, ``--api-fail-times``);
 * faults inside a stream (:class:`StreamFaults`: ``--drop-after``,
   ``--drop-after-bytes``, ``--drop-times``, ``--stall-after``, ``--malformed-at``),
   and how a connection is cut (:func:`cut_connection`: a FIN, or with ``--reset``
@@ -51,6 +52,16 @@ def _failure(status: int | None, times: int, retry_after: float | None, number: 
         type_, code = "requests", "rate_limit_exceeded"
     message = f"Injected failure: HTTP {status} ({which})"
     return ApiError(status, message, type_=type_, code=code, headers=headers)
+
+
+def context_overflow(options: ServeOptions, prompt_tokens: int) -> ApiError | None:
+    """A prompt longer than ``--context-length``, refused in OpenAI's words and code."""
+    limit = options.context_length
+    if limit is None or prompt_tokens <= limit:
+        return None
+    message = (f"This model's maximum context length is {limit} tokens. However, your messages resulted "
+               f"in {prompt_tokens} tokens. Please reduce the length of the messages.")
+    return ApiError(400, message, param="messages", code="context_length_exceeded")
 
 
 def _format_seconds(seconds: float) -> str:

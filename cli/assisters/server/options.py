@@ -40,6 +40,7 @@ class ServeOptions:
     echo_prefix: bool = False  # continuing: send the given prefix again before the rest
     replay: Path | None = None  # answer every chat request with a recording (or raw SSE bytes)
     default_model: str | None = None  # serve unknown model names with this model
+    context_length: int | None = None  # refuse prompts of more tokens, as OpenAI does (400)
     verbose: bool = False  # one stderr line per request: method, path, status
     batch_api: bool = True  # serve the Files and Batches API (/v1/files, /v1/batches)
     batch_delay: float = 0.0  # seconds a batch stays validating, then again in_progress
@@ -99,6 +100,7 @@ def _option_problems(o: ServeOptions) -> list[str]:
         ("max_batch_requests", _within(o.max_batch_requests, 1, big), ">= 1"),
         ("api_fail_status", _within(o.api_fail_status, 400, 599, optional=True), "400..599"),
         ("api_fail_times", _within(o.api_fail_times, 0, big), ">= 0"),
+        ("context_length", _within(o.context_length, 1, big, optional=True), ">= 1"),
     ]
     return [f"{name} (--{name.replace('_', '-')}) must be {bounds}, not {getattr(o, name)!r}"
             for name, ok, bounds in checks if not ok]
