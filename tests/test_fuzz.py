@@ -952,7 +952,8 @@ def test_leak_guard_records_process_and_clirunner_output() -> None:
                        capture_output=True, check=True)
         # Typed into the prompt of assisters, the key may come back on stdout (the echo
         # model); any other program printing it is a leak.
-        echoed = run_cli("chat", "--base-url", "local", "-m", "echo", f"my key is {SECRET}")
+        # (--no-store: no key is in use here, so nothing could know the text is one.)
+        echoed = run_cli("chat", "--base-url", "local", "--no-store", "-m", "echo", f"my key is {SECRET}")
         assert SECRET.encode() in echoed.stdout
         subprocess.run([sys.executable, "-c", "import sys; print(sys.argv[1])", f"my key is {SECRET}"],
                        capture_output=True, check=True)
