@@ -85,12 +85,20 @@ def test_nothing_is_printed_when_nothing_arrived(httpserver, key_env):
 
 
 def _wait_for(path: Path, text: bytes, process: subprocess.Popen[bytes]) -> None:
+    """Until ``text`` is in the recording and the client, having read it, sleeps again
+    waiting for the network (the recording is written before a read is taken in)."""
     deadline = time.monotonic() + 30
     while process.poll() is None and time.monotonic() < deadline:
-        if path.exists() and text in path.read_bytes():
+        if path.exists() and text in path.read_bytes() and _sleeping(process.pid) and _sleeping(process.pid):
             return
         time.sleep(0.02)
     raise AssertionError(f"{text!r} never reached {path}")
+
+
+def _sleeping(pid: int) -> bool:
+    time.sleep(0.05)
+    state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    return state == "S"
 
 
 def test_ctrl_c_prints_the_object_so_far_and_exits_130(tmp_path):
