@@ -70,8 +70,15 @@ def test_case_as_json(case_path: Path):
     assert b"Traceback" not in result.stderr
     if expect["exit"] == "error":
         assert result.returncode == ERROR_STATUS[case["name"]], result.stderr
-        assert result.stdout == b""
-        assert len(result.stderr.decode().splitlines()) == 1
+        [line] = result.stderr.decode().splitlines()
+        if result.stdout:  # events arrived: the object so far, marked with the failure
+            completion = orjson.loads(result.stdout)
+            assert completion["error"] == {"status": result.returncode,
+                                           "message": line.removeprefix("assisters: error: ")}
+            choice = next((c for c in completion["choices"] if c["index"] == 0), None)
+            assert ((choice["message"]["content"] if choice else None) or "") == expect["stdout"]
+        else:
+            assert expect["stdout"] == ""
         return
     assert result.returncode == 0, result.stderr
     completion = orjson.loads(result.stdout)

@@ -333,6 +333,71 @@ def test_drip_from_serve_is_byte_exact():
     assert (result.returncode, result.stdout, result.stderr) == (0, "héllo wörld".encode(), b"")
 
 
+HEAD_TIMEOUT = ("no response head within the response-head timeout (0.5 s): the server accepted the "
+                "request but did not answer; raise it with --response-head-timeout or "
+                "ASSISTERS_RESPONSE_HEAD_TIMEOUT")
+
+
+def test_a_server_that_never_sends_a_response_head_fails_on_the_head_timeout_and_is_retried():
+    with chat_server(head_delay=30) as server:
+        result = run_cli("chat", "-m", "echo", "--response-head-timeout", "0.5", "--max-retries", "1",
+                         "--max-retry-wait", "0.1", PROMPT, env=env_for(server.base_url))
+    assert (result.returncode, result.stdout) == (75, b"")
+    lines = stderr_lines(result)
+    assert lines[0].startswith(f"assisters: {HEAD_TIMEOUT}; retrying in ")
+    assert lines[1] == f"assisters: error: {HEAD_TIMEOUT} (gave up after 2 attempts)"
+    assert server.requests_seen == 2
+
+
+@pytest.mark.parametrize("source", ["env", "config"])
+def test_the_head_timeout_from_the_environment_and_the_config_file(source, tmp_path):
+    env = {"ASSISTERS_RESPONSE_HEAD_TIMEOUT": "0.5"}
+    if source == "config":
+        config = tmp_path / "config.toml"
+        config.write_text("response_head_timeout = 0.5\n")
+        env = {"ASSISTERS_CONFIG": str(config)}
+    with chat_server(head_delay=30) as server:
+        result = run_cli("chat", "-m", "echo", "--max-retries", "0", PROMPT,
+                         env=env_for(server.base_url, **env))
+    assert result.returncode == 75
+    assert stderr_lines(result) == [f"assisters: error: {HEAD_TIMEOUT}"]
+
+
+def test_a_long_think_after_the_head_is_not_the_head_timeout():
+    with chat_server(first_token_delay_ms=1500) as server:
+        result = run_cli("chat", "-m", "echo", "--response-head-timeout", "0.5", PROMPT,
+                         env=env_for(server.base_url))
+    assert (result.returncode, result.stdout, result.stderr) == (0, PROMPT.encode(), b"")
+
+
+def test_a_non_streamed_request_waits_for_its_head_as_for_the_first_byte():
+    """Without streaming the head comes with the whole answer: only the first-byte timeout applies."""
+    with chat_server(head_delay=1.5) as server:
+        result = run_cli("chat", "--no-stream", "-m", "echo", "--response-head-timeout", "0.5", PROMPT,
+                         env=env_for(server.base_url))
+    assert (result.returncode, result.stdout, result.stderr) == (0, PROMPT.encode(), b"")
+
+
+def test_the_total_timeout_also_ends_a_run_blocked_on_a_stdout_nobody_reads():
+    """``chat --total-timeout 1 | sleep 60``: the answer is far bigger than the pipe, and the
+    pipe is never read, so chat blocks writing; the total timeout still ends it."""
+    with chat_server(tokens_per_second=0) as server:
+        process = subprocess.Popen(
+            cli_command("chat", "-m", "lorem", "--max-tokens", "200000", "--total-timeout", "1", "hi"),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **env_for(server.base_url)})
+        assert process.stderr is not None and process.stdout is not None
+        try:
+            status = process.wait(timeout=30)  # before the fix: blocked until the pipe is read
+        finally:
+            process.kill()
+            stderr = process.stderr.read()
+            process.stdout.close()
+            process.stderr.close()
+    assert status == 75
+    assert stderr.decode() == ("assisters: error: the run took longer than the total timeout (1 s); raise it "
+                               "with --total-timeout or ASSISTERS_TOTAL_TIMEOUT\n")
+
+
 # ----------------------------------------------------------------------- resuming
 
 

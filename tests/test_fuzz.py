@@ -767,8 +767,13 @@ def problems(result: subprocess.CompletedProcess[bytes], args: list[str], second
                 assert isinstance(orjson.loads(result.stdout), dict)
             except (orjson.JSONDecodeError, AssertionError):
                 found.append(f"--json printed {result.stdout[:80]!r}")
-        elif result.stdout:
-            found.append("--json printed something for a failure")
+        elif result.stdout:  # a failure after events: the object so far, marked with the failure
+            try:
+                error = orjson.loads(result.stdout).get("error")
+            except (orjson.JSONDecodeError, AttributeError):
+                error = None
+            if not isinstance(error, dict) or error.get("status") != status:
+                found.append(f"--json printed {result.stdout[:80]!r} for a failure, not its object so far")
     if find_key(result.stdout + result.stderr):
         found.append("the API key was printed")
     if seconds > SLOW_RUN_S:

@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from assisters.sse import Comment, Event, Field, Item, SSEDecoder
+from assisters.errors import LimitError
+from assisters.sse import MAX_LINE_BYTES, Comment, Event, Field, Item, SSEDecoder
 
 BOM = b"\xef\xbb\xbf"
 
@@ -626,3 +627,52 @@ def test_property_feed_data_equals_feed(body: Body, data: st.DataObject) -> None
     events, retry = run(chunks)
     assert run_data(chunks) == (without_ids(events), retry)
     assert run_data(bytewise(body.raw)) == (without_ids(body.expected), body.retry)
+
+
+# ------------------------------------------------------------------ size limits
+
+LIMIT_LINE = "a line of the event stream is longer than 16 MiB (the limit for one line)"
+LIMIT_EVENT = "an event of the stream is larger than 16 MiB (the limit for one event's data)"
+
+
+def feed_all(chunks: Iterable[bytes], *, data: bool = False) -> list[bytes | Item]:
+    decoder = SSEDecoder()
+    out: list[bytes | Item] = []
+    for chunk in chunks:
+        out += decoder.feed_data(chunk) if data else decoder.feed(chunk)
+    return out
+
+
+def pieces(body: bytes, size: int) -> list[bytes]:
+    return [body[i : i + size] for i in range(0, len(body), size)]
+
+
+@pytest.mark.parametrize("read_size", [65536, 1_000_003, 32 << 20], ids=["64 KiB", "1 MB", "one read"])
+@pytest.mark.parametrize("data", [False, True], ids=["feed", "feed_data"])
+@pytest.mark.parametrize("line", [b"data: " + b"x" * MAX_LINE_BYTES, b":" + b"x" * MAX_LINE_BYTES,
+                                  b"data: " + b"x" * MAX_LINE_BYTES + b"\r"],
+                         ids=["data line", "comment", "CR line end"])
+def test_a_line_over_the_limit_ends_the_stream_however_it_is_split(line, data, read_size) -> None:
+    body = b"data: first\n\n" + line + b"\n\n"
+    with pytest.raises(LimitError) as caught:
+        feed_all(pieces(body, read_size), data=data)
+    assert caught.value.message == LIMIT_LINE
+
+
+@pytest.mark.parametrize("read_size", [65536, 32 << 20], ids=["64 KiB", "one read"])
+def test_a_line_of_exactly_the_limit_is_an_event(read_size) -> None:
+    value = "x" * (MAX_LINE_BYTES - len("data: "))
+    body = b"data: first\n\ndata: " + value.encode() + b"\n\n"
+    assert feed_all(pieces(body, read_size)) == [msg("first"), msg(value)]
+
+
+def test_many_data_lines_over_the_event_limit_end_the_stream() -> None:
+    line = b"data: " + b"y" * 1_000_000 + b"\n"  # each line well under the line limit
+    with pytest.raises(LimitError) as caught:
+        feed_all([line] * 20)
+    assert caught.value.message == LIMIT_EVENT
+
+
+def test_the_event_limit_counts_one_event_at_a_time() -> None:
+    event = b"data: " + b"y" * 1_000_000 + b"\ndata: z\n\n"
+    assert len(feed_all([event] * 20)) == 20

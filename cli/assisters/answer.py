@@ -30,7 +30,8 @@ from assisters.errors import (
     ProtocolError,
     StreamError,
 )
-from assisters.sse import Comment, Event, Field, Item, SSEDecoder
+from assisters.sse import MAX_LINE_BYTES, Comment, Event, Field, Item, SSEDecoder
+from assisters.visible import one_line
 
 
 @dataclass
@@ -263,7 +264,7 @@ class Answer:
         0 and the metadata are known) nothing is built but the parsed JSON.
         """
         if (decoder.idle and data[-2:] == b"\n\n" and data[:6] == b"data: "
-                and not self.done and self.error is None):
+                and not self.done and self.error is None and len(data) <= MAX_LINE_BYTES):
             value = data[6:-2]
             if 10 not in value and 13 not in value:
                 try:
@@ -541,24 +542,24 @@ class Answer:
             {
                 "index": state.index,
                 "message": state.message(),
-                "finish_reason": _writable(state.finish_reason),
+                "finish_reason": writable(state.finish_reason),
             }
             for _, state in sorted(self.choices.items())
         ]
         for choice in choices:
             if "tool_calls" in choice["message"]:
-                choice["message"]["tool_calls"] = _writable(choice["message"]["tool_calls"])
+                choice["message"]["tool_calls"] = writable(choice["message"]["tool_calls"])
         return {
             "id": self.meta.get("id", ""),
             "object": "chat.completion",
             "created": self.meta.get("created", 0),
             "model": self.meta.get("model", ""),
             "choices": choices,
-            "usage": _writable(self.usage),
+            "usage": writable(self.usage),
         }
 
 
-def _writable(value: Any) -> Any:
+def writable(value: Any) -> Any:
     """``value`` if orjson can write it, else None (JSON nested deeper than it allows)."""
     try:
         orjson.dumps(value)
@@ -566,8 +567,3 @@ def _writable(value: Any) -> Any:
         return None
     return value
 
-
-def one_line(text: str, limit: int = 120) -> str:
-    """A short single-line excerpt of text for an error message."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

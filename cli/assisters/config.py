@@ -40,8 +40,11 @@ argv, without a shell. The key is the *first line* of its output, stripped:
 is never read. A first line that cannot be a key is refused (exit 78).
 
 Timeout defaults, chosen for slow reasoning models: connect 10 s (a reachable
-server accepts in milliseconds); first byte 300 s (a model may think for minutes
-before its first event when it hides its reasoning); idle 120 s (once a stream
+server accepts in milliseconds); response head 60 s for a streamed request (a
+streaming server sends its status line at once and thinks afterwards, so a server
+silent for a minute is dead, and three attempts end within about three minutes);
+first byte 300 s (a model may think for minutes before its first event when it
+hides its reasoning); idle 120 s (once a stream
 has started, servers send tokens or keep-alive comments far more often, so two
 minutes of silence is a dead connection or a stuck proxy); no total limit.
 """
@@ -67,6 +70,7 @@ DEFAULT_MODEL = "llama-3.1-8b"
 DEFAULT_AUTH_HEADER = "Authorization"  # sent as "Bearer KEY"; any other header gets the bare key
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_FIRST_BYTE_TIMEOUT = 300.0
+DEFAULT_RESPONSE_HEAD_TIMEOUT = 60.0  # streamed requests; see assisters.deadline
 DEFAULT_IDLE_TIMEOUT = 120.0
 DEFAULT_MAX_RETRIES = 2
 DEFAULT_MAX_RETRY_WAIT = 60.0  # the longest single backoff or Retry-After we accept
@@ -91,6 +95,7 @@ class Settings:
     stream_usage: bool | None  # None: ask for usage only when it will be shown
     profile: str | None = None
     first_byte_timeout: float = DEFAULT_FIRST_BYTE_TIMEOUT
+    response_head_timeout: float = DEFAULT_RESPONSE_HEAD_TIMEOUT
     total_timeout: float | None = None
     max_retries: int = DEFAULT_MAX_RETRIES
     max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT
@@ -132,6 +137,7 @@ class Overrides:
     timeout: float | None = None  # the idle timeout's older name
     connect_timeout: float | None = None
     first_byte_timeout: float | None = None
+    response_head_timeout: float | None = None
     idle_timeout: float | None = None
     total_timeout: float | None = None
     stream_usage: bool | None = None
@@ -458,6 +464,8 @@ RULES: tuple[Rule, ...] = (
          ("connect_timeout",), ("ASSISTERS_CONNECT_TIMEOUT",), ("connect_timeout",)),
     Rule("first_byte_timeout", "the first-byte timeout", parse_seconds, DEFAULT_FIRST_BYTE_TIMEOUT,
          ("first_byte_timeout",), ("ASSISTERS_FIRST_BYTE_TIMEOUT",), ("first_byte_timeout",)),
+    Rule("response_head_timeout", "the response-head timeout", parse_seconds, DEFAULT_RESPONSE_HEAD_TIMEOUT,
+         ("response_head_timeout",), ("ASSISTERS_RESPONSE_HEAD_TIMEOUT",), ("response_head_timeout",)),
     Rule("idle_timeout", "the idle timeout", parse_seconds, DEFAULT_IDLE_TIMEOUT,
          ("idle_timeout", "timeout"), ("ASSISTERS_IDLE_TIMEOUT", "ASSISTERS_TIMEOUT"),
          ("idle_timeout", "timeout")),

@@ -9,9 +9,11 @@ place (``commands.main``) turns them into a single stderr line and an exit code.
 | 1   | unexpected internal error (traceback only with ASSISTERS_DEBUG=1) |
 | 2   | usage error (bad option, no prompt, an argument that cannot be sent) |
 | 65  | request rejected (HTTP 400, 404, 413, 422 and other 4xx; raw's body not JSON; a damaged recording) |
+| 68  | host not found: the base URL's host name does not exist (not retried) |
 | 69  | server error (HTTP 5xx, an error reported inside a 200 stream) |
+| 74  | output error: stdout cannot be written (closed, disk full, I/O error) |
 | 75  | temporary failure (connect error, timeout, 408, 409, 429, stream cut before it completed) |
-| 76  | protocol error (the response is not a chat completion stream) |
+| 76  | protocol error (the reply is not HTTP, not a chat completion stream, or over a size limit) |
 | 77  | authentication (HTTP 401, 403) |
 | 78  | configuration (no API key or an unusable one, bad base URL, broken config file) |
 | 130 | interrupted (Ctrl-C) |
@@ -28,7 +30,9 @@ class ExitStatus(IntEnum):
     INTERNAL = 1
     USAGE = 2
     REJECTED = 65
+    NO_HOST = 68  # sysexits EX_NOHOST
     SERVER = 69
+    OUTPUT = 74  # sysexits EX_IOERR
     TEMPORARY = 75
     PROTOCOL = 76
     AUTH = 77
@@ -71,6 +75,24 @@ class RequestError(AssistersError):
 
 class ProtocolError(AssistersError):
     status = ExitStatus.PROTOCOL
+
+
+class LimitError(ProtocolError):
+    """A reply over one of the size limits that keep memory bounded: an SSE line or
+    event, a body, a compression ratio. The message names the limit."""
+
+
+class OutputError(AssistersError):
+    """stdout cannot be written (closed, disk full, an I/O error); a broken pipe is not
+    one of these: it ends quietly with 141."""
+
+    status = ExitStatus.OUTPUT
+
+
+class HostNotFound(AssistersError):
+    """The base URL's host name does not exist (DNS says so): sending again cannot help."""
+
+    status = ExitStatus.NO_HOST
 
 
 class TemporaryError(AssistersError):

@@ -7,6 +7,7 @@ stream can be seen whole. The exit status still follows the chat completion rule
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,14 +15,15 @@ from typing import Any
 
 import orjson
 
-from assisters.answer import Answer, one_line, parse_json
-from assisters.errors import AssistersError
+from assisters.answer import Answer, parse_json
+from assisters.errors import AssistersError, IncompleteStream, LimitError, ProtocolError
 from assisters.exchange import BodyDecoder, Exchange, OutgoingRequest, ResponseHead
 from assisters.redact import redact_headers, safe_url
 from assisters.sse import Comment, Event, Field, SSEDecoder
-from assisters.stream import check_status, guarded_reads
+from assisters.stream import check_some_events, check_status, guarded_reads, read_whole_body
 from assisters.terminal import Streams, direct_write, write_rest
 from assisters.timing import Timing
+from assisters.visible import one_line
 
 
 @dataclass
@@ -120,20 +122,31 @@ def consume_debug(exchange: Exchange, printer: EventPrinter, timing: Timing,
     answer = Answer(keep_text=False)  # the text is shown per event, not kept
     stats = DebugStats()
     broken: list[AssistersError] = []
+    first = b""
+    last_read_ms: float | None = None  # a replay's recorded time of its last read
+    over_limit: LimitError | None = None  # a size limit ends the body, not the summary
     if exchange.head.is_json:
-        _json_reply(guarded_reads(exchange, broken), body_decoder, answer, printer, stats, timing)
+        try:
+            last_read_ms = _json_reply(exchange, guarded_reads(exchange, broken), body_decoder, answer,
+                                       printer, stats, timing)
+        except LimitError as exc:
+            over_limit = exc
     else:
         decoder = SSEDecoder(comments=True)
         feed = decoder.feed
         decode = body_decoder.decode
         clock = time.perf_counter
+        reads = guarded_reads(exchange, broken)
+        first = next(reads, b"")  # kept, to say what arrived if it was not an event stream
         try:
-            for data in guarded_reads(exchange, broken):
-                if timing.first_byte is None:
-                    timing.first_byte = clock()
+            for data in itertools.chain((first,), reads) if first else reads:
                 ms = exchange.recorded_ms
                 if ms is None:
                     ms = (clock() - timing.start) * 1000
+                else:  # a replay: the summary keeps the recorded clock, as the events do
+                    last_read_ms = ms
+                if timing.first_byte is None:  # a live exchange has set it as the read came
+                    timing.first_byte = timing.start + ms / 1000
                 decoded = decode(data)
                 stats.body_bytes += len(decoded)
                 for item in feed(decoded):
@@ -142,18 +155,31 @@ def consume_debug(exchange: Exchange, printer: EventPrinter, timing: Timing,
                     else:
                         _item(item, ms, answer, printer, stats)
                 printer.flush()
+        except LimitError as exc:
+            over_limit = exc
         finally:
             printer.flush()  # an interrupted read's events too
         if decoder.pending:
             pending = one_line(decoder.pending_text, 500)
             stats.notes.append(f"unterminated last event discarded: {pending}")
-    timing.end = time.perf_counter()
+    timing.end = time.perf_counter() if last_read_ms is None else timing.start + last_read_ms / 1000
     error: AssistersError | None = None
     warnings: list[str] = []
     try:
+        if over_limit is not None:
+            raise over_limit
         warnings = answer.outcome(broken[0] if broken else None)
+    except (IncompleteStream, ProtocolError) as exc:
+        error = exc
+        if not exchange.head.is_json and not isinstance(exc, LimitError):
+            try:
+                check_some_events(answer, exchange.head, first, broken)
+            except ProtocolError as what_it_was:
+                error = what_it_was
     except AssistersError as exc:
         error = exc
+    if over_limit is not None:
+        stats.notes.append(over_limit.message)
     streams.warn(summary(answer, stats, timing, broken))
     for warning in warnings:
         streams.warn(warning)
@@ -161,11 +187,15 @@ def consume_debug(exchange: Exchange, printer: EventPrinter, timing: Timing,
         raise error
 
 
-def _json_reply(reads: Iterator[bytes], body_decoder: BodyDecoder, answer: Answer,
-                printer: EventPrinter, stats: DebugStats, timing: Timing) -> None:
-    """A 2xx application/json reply: shown as one event, read as one completion."""
-    body = b"".join(body_decoder.decode(data) for data in reads)
-    ms = (time.perf_counter() - timing.start) * 1000
+def _json_reply(exchange: Exchange, reads: Iterator[bytes], body_decoder: BodyDecoder, answer: Answer,
+                printer: EventPrinter, stats: DebugStats, timing: Timing) -> float | None:
+    """A 2xx application/json reply: shown as one event, read as one completion.
+    Returns a replay's recorded time of the body (None when live)."""
+    body = read_whole_body(reads, body_decoder)
+    recorded = exchange.recorded_ms
+    ms = (time.perf_counter() - timing.start) * 1000 if recorded is None else recorded
+    if timing.first_byte is None:
+        timing.first_byte = timing.start + ms / 1000
     stats.body_bytes = len(body)
     stats.events = 1
     payload = parse_json(body)
@@ -175,9 +205,10 @@ def _json_reply(reads: Iterator[bytes], body_decoder: BodyDecoder, answer: Answe
     if payload is None:
         stats.unparsable = 1
         answer.note_bad_payload(text)
-        return
+        return recorded
     answer.apply_completion(payload)
-    timing.first_token = time.perf_counter()
+    timing.first_token = timing.start + ms / 1000
+    return recorded
 
 
 def _item(item: Comment | Field, ms: float, answer: Answer, printer: EventPrinter,
@@ -208,7 +239,7 @@ def _event(event: Event, ms: float, answer: Answer, printer: EventPrinter,
     if answer.new_text:
         stats.content_chunks += 1
         if timing.first_token is None:
-            timing.first_token = time.perf_counter()
+            timing.first_token = timing.start + ms / 1000  # when its read arrived (or was recorded)
         answer.new_text.clear()
     if answer.new_reasoning:
         answer.new_reasoning.clear()

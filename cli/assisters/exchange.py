@@ -20,7 +20,7 @@ import httpx
 
 from assisters.client import transport_error
 from assisters.deadline import Watchdog
-from assisters.errors import AssistersError, ProtocolError
+from assisters.errors import AssistersError, LimitError, ProtocolError
 from assisters.timing import Timing
 
 ACCEPT_ENCODING = "gzip, deflate"  # only what BodyDecoder can undo
@@ -139,9 +139,10 @@ class LiveExchange:
             watch.stop_waiting()
 
 
-def _failure(exc: httpx.HTTPError, url: str, recorder: Recorder | None) -> AssistersError:
+def _failure(exc: httpx.HTTPError, url: str, recorder: Recorder | None, *,
+             answered: bool = True) -> AssistersError:
     """The transport failure as the user sees it, recorded first when recording."""
-    error = transport_error(exc, url)
+    error = transport_error(exc, url, answered=answered)
     if recorder is not None:
         recorder.error(error)
     return error
@@ -169,14 +170,14 @@ def open_exchange(
                            headers=request.headers) as response:
             responded = True
             if watch is not None:
-                watch.stop_waiting()
+                watch.response_head()
             timing.headers = time.perf_counter()
             exchange = LiveExchange(response, request.url, timing, recorder, watch)
             if recorder is not None:
                 recorder.response(exchange.head)
             yield exchange
     except httpx.HTTPError as exc:
-        raise _failure(exc, request.url, recorder) from None
+        raise _failure(exc, request.url, recorder, answered=responded) from None
     except AssistersError as exc:
         if recorder is not None and not responded:  # a timeout before the response head
             recorder.error(exc)
@@ -200,11 +201,25 @@ def with_client_headers(client: httpx.Client, request: OutgoingRequest) -> Outgo
     return OutgoingRequest(request.method, request.url, headers, request.body)
 
 
+MAX_EXPANSION = 500  # decompressed bytes per compressed byte, over the whole body
+EXPANSION_FLOOR = 1024 * 1024  # the ratio counts once this much has come out
+_PIECE = 256 * 1024  # zlib's output per call, so no single call makes a huge buffer
+
+
 class BodyDecoder:
     """Undo ``Content-Encoding`` (gzip, deflate) read by read, so a compressed
-    stream is still shown as it arrives."""
+    stream is still shown as it arrives.
 
-    def __init__(self, content_encoding: str) -> None:
+    A compressed body may not expand more than :data:`MAX_EXPANSION` times (once
+    past :data:`EXPANSION_FLOOR`): deflate cannot pass about 1030:1, which only a
+    run of one repeated byte reaches (a decompression bomb); real event streams
+    and JSON stay far below 300:1, even a degenerate answer repeating itself. A
+    body that does ends with :class:`LimitError` (exit 76) before its memory
+    grows. ``limit``, when given, caps the decompressed size of the whole body
+    (error bodies, non-streamed replies), ``what`` naming it in the message.
+    """
+
+    def __init__(self, content_encoding: str, *, limit: int | None = None, what: str = "") -> None:
         encodings = [e.strip().lower() for e in content_encoding.split(",") if e.strip()]
         encodings = [e for e in encodings if e != "identity"]
         self._decoders: list[zlib._Decompress] = []
@@ -215,6 +230,10 @@ class BodyDecoder:
                 self._decoders.append(zlib.decompressobj())
             else:
                 raise ProtocolError(f"the response uses an unsupported content encoding: {encoding}")
+        self._limit = limit
+        self._what = what
+        self._taken = 0  # compressed bytes that went into the first decoder
+        self._made = [0] * len(self._decoders)  # bytes out of each decoder
 
     @property
     def decodes(self) -> bool:
@@ -223,11 +242,43 @@ class BodyDecoder:
 
     def decode(self, data: bytes) -> bytes:
         try:
-            for decoder in self._decoders:
-                data = decoder.decompress(data)
+            for stage, decoder in enumerate(self._decoders):
+                data = self._inflate(stage, decoder, data)
         except zlib.error as exc:
             raise ProtocolError(f"the compressed response body is corrupt: {exc}") from None
         return data
+
+    def _inflate(self, stage: int, decoder: zlib._Decompress, data: bytes) -> bytes:
+        pieces = []
+        while True:
+            piece = decoder.decompress(data, _PIECE)
+            if stage == 0:
+                self._taken += len(data) - len(decoder.unconsumed_tail)
+            data = decoder.unconsumed_tail
+            if piece:
+                pieces.append(piece)
+                self._made[stage] += len(piece)
+                self._check(self._made[stage])
+            if not data and len(piece) < _PIECE:
+                break
+        return b"".join(pieces)
+
+    def _check(self, made: int) -> None:
+        if self._limit is not None and made > self._limit:
+            raise LimitError(f"{self._what} is larger than {_size(self._limit)} once decompressed "
+                             f"(the limit for {self._what})")
+        if made > EXPANSION_FLOOR and made > MAX_EXPANSION * self._taken:
+            raise LimitError(f"the compressed response expands more than {MAX_EXPANSION} times "
+                             f"({_size(made)} from {_size(self._taken)}; the limit on the compression "
+                             "ratio): a decompression bomb or a broken server")
+
+
+def _size(count: int) -> str:
+    if count >= 1024 * 1024:
+        return f"{count / (1024 * 1024):.4g} MiB"
+    if count >= 1024:
+        return f"{count / 1024:.4g} KiB"
+    return f"{count} bytes"
 
 
 def read_body(exchange: Exchange, limit: int) -> bytes:

@@ -12,9 +12,11 @@ import math
 import time
 from typing import TYPE_CHECKING
 
-from assisters.answer import error_message, one_line, parse_json
+from assisters.answer import error_message, parse_json
+from assisters.body_text import excerpt as body_excerpt
 from assisters.errors import HTTPStatusError
 from assisters.redact import redact_url
+from assisters.visible import one_line
 
 if TYPE_CHECKING:
     from assisters.exchange import ResponseHead
@@ -29,7 +31,7 @@ def status_error(head: ResponseHead, body: bytes) -> HTTPStatusError:
     if message:
         text = f"HTTP {code}: {one_line(message, 400)}"
     else:
-        excerpt = one_line(body.decode("utf-8", "replace"), 80)
+        excerpt = body_excerpt(head.media_type, body, 80)  # an HTML error page: its title
         text = f"HTTP {code} {head.reason}".rstrip() + (f": {excerpt}" if excerpt else "")
     location = head.header("location")
     if 300 <= code < 400 and location:

@@ -8,16 +8,18 @@ compact, ``[DONE]`` dropped), for ``jq``.
 
 from __future__ import annotations
 
+import itertools
 from typing import BinaryIO
 
 import orjson
 
+from assisters.body_text import no_events_error
 from assisters.errors import AssistersError, RequestError
 from assisters.exchange import BodyDecoder, Exchange, OutgoingRequest
 from assisters.http_errors import status_error
 from assisters.redact import is_secret_header, register_credential
 from assisters.sse import Event, SSEDecoder
-from assisters.stream import guarded_reads
+from assisters.stream import body_start, error_body, guarded_reads, read_whole_body
 from assisters.terminal import direct_write, write_rest
 
 RAW_DEFAULT_HEADERS = {
@@ -95,34 +97,41 @@ def _copy_error(exchange: Exchange, out: BinaryIO, broken: list[AssistersError])
         out.flush()
         if len(body) < 65536:
             body += data
-    try:
-        decoded = BodyDecoder(head.header("content-encoding")).decode(bytes(body))
-    except AssistersError:
-        decoded = b""
-    raise status_error(head, decoded)
+    raise status_error(head, error_body(head, bytes(body)))
 
 
 def _copy_events(exchange: Exchange, out: BinaryIO, broken: list[AssistersError]) -> None:
-    body_decoder = BodyDecoder(exchange.head.header("content-encoding"))
-    if exchange.head.is_json:
-        body = b"".join(body_decoder.decode(d) for d in guarded_reads(exchange, broken))
+    """``--events``: each data payload on a line. A body with no event at all (an HTML
+    page, an empty body) prints nothing and says what it was: exit 76."""
+    head = exchange.head
+    body_decoder = BodyDecoder(head.header("content-encoding"))
+    if head.is_json:
+        body = read_whole_body(guarded_reads(exchange, broken), body_decoder)
         out.write(_compact(body.decode("utf-8", "replace")) + b"\n")
         out.flush()
         return
     feed = SSEDecoder().feed_data
     decode = body_decoder.decode
     compact = _compact_line
-    for data in guarded_reads(exchange, broken):
+    reads = guarded_reads(exchange, broken)
+    first = next(reads, b"")  # kept, to say what arrived if it was not an event stream
+    events = 0
+    for data in itertools.chain((first,), reads) if first else reads:
         lines = []
         for item in feed(decode(data)):
             if item.__class__ is bytes:
+                events += 1
                 if item and not item.startswith(b"[DONE]"):  # type: ignore[arg-type]
                     lines.append(compact(item))  # type: ignore[arg-type]
-            elif type(item) is Event and item.data and not item.data.startswith("[DONE]"):
-                lines.append(_compact(item.data) + b"\n")
+            elif type(item) is Event:
+                events += 1
+                if item.data and not item.data.startswith("[DONE]"):
+                    lines.append(_compact(item.data) + b"\n")
         if lines:
             out.write(b"".join(lines))
             out.flush()
+    if not events and not broken:
+        raise no_events_error(head.media_type, body_start(head, first))
 
 
 def _compact_line(data: bytes) -> bytes:

@@ -176,23 +176,45 @@ def _summed(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+@dataclass
+class Progress:
+    """How far a run got, kept up to date by :func:`run_chat`, so that a run that
+    fails or is interrupted can still show what arrived (``--json``)."""
+
+    answer: Answer | None = None  # the latest attempt's
+    resumes: int = 0
+    earlier: _Usage = field(default_factory=_Usage)  # usage of the attempts before it
+
+    def usage(self) -> Any:
+        """The usage so far, as a successful run would report it: summed over the
+        attempts once a stream was resumed, else the latest attempt's."""
+        latest = self.answer.usage if self.answer is not None else None
+        if not self.resumes:
+            return latest
+        total = _Usage(self.earlier.total)
+        total.add(latest)
+        return total.total
+
+
 def run_chat(open_attempt: AttemptOpener, sink: ChatSink, *, body: bytes | None, policy: RetryPolicy,
              notify: Notify, timing: Timing, watch: Watchdog | None = None,
-             stdout_fd: int | None = None, keep_text: bool = True) -> ChatResult:
+             stdout_fd: int | None = None, keep_text: bool = True,
+             progress: Progress | None = None) -> ChatResult:
     """Run the chat request until it completes, retrying and resuming per ``policy``.
 
     Raises the last attempt's :class:`AssistersError` when it gives up; text
-    already shown stays shown.
+    already shown stays shown, and ``progress`` holds what the attempts received.
     """
     resumable = policy.max_resumes > 0 and _resume_base(body) is not None
     shown = _Shown(sink, keep_text=resumable)
-    usage = _Usage()
+    progress = Progress() if progress is None else progress
+    usage = progress.earlier
     retries = resumes = 0
     waited = 0.0
     attempt_body: bytes | None = None  # None: the request's own body
     prefix = ""
     while True:
-        answer = Answer(keep_text=keep_text)
+        answer = progress.answer = Answer(keep_text=keep_text)
         target: _Shown | _SkipEcho = _SkipEcho(shown, prefix) if prefix else shown
         reads_before = shown.reads
         completed = False
@@ -205,7 +227,6 @@ def run_chat(open_attempt: AttemptOpener, sink: ChatSink, *, body: bytes | None,
                 if isinstance(target, _SkipEcho):
                     target.finish(completed)
         except AssistersError as exc:
-            usage.add(answer.usage)
             if not exc.retryable:
                 raise
             if not shown.any:
@@ -223,6 +244,7 @@ def run_chat(open_attempt: AttemptOpener, sink: ChatSink, *, body: bytes | None,
                         exc.message += f" (after {resumes} resumes)"
                     raise
                 resumes += 1
+                progress.resumes = resumes
                 prefix = shown.so_far()
                 attempt_body = _resume_body(body, prefix, policy.resume_body)
                 # A stream that broke after making progress is resumed at once;
@@ -234,6 +256,7 @@ def run_chat(open_attempt: AttemptOpener, sink: ChatSink, *, body: bytes | None,
             if delay > 0:
                 wait_for_retry(delay, watch, stdout_fd)
                 waited += delay
+            usage.add(answer.usage)
             continue
         if resumes:
             usage.add(answer.usage)

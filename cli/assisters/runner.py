@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from assisters.client import make_client
 from assisters.config import LOCAL_BASE_URL, Settings
 from assisters.deadline import Watchdog
+from assisters.errors import AssistersError, ExitStatus, OutputError
 from assisters.event_log import EventPrinter, consume_debug, describe_request, describe_response
 from assisters.exchange import Exchange, OutgoingRequest, open_exchange, with_client_headers
 from assisters.passthrough import consume_raw
 from assisters.recording import ReplayExchange, load_recording, recorder_for
-from assisters.retry import RetryPolicy, run_chat
+from assisters.retry import Progress, RetryPolicy, run_chat
 from assisters.sinks import JsonSink, Tee, TextSink, usage_line
 from assisters.stream import ChatResult, ChatSink
 from assisters.terminal import Streams
@@ -59,7 +62,8 @@ class LiveOpener:
         self.save = save
         self.verbose = verbose
         self.watch = Watchdog(first_byte=settings.first_byte_timeout, idle=settings.idle_timeout,
-                              total=settings.total_timeout)
+                              total=settings.total_timeout,
+                              head=settings.response_head_timeout if asks_for_stream(request.body) else None)
 
     @contextmanager
     def __call__(self, timing: Timing, body: bytes | None = None) -> Iterator[Exchange]:
@@ -74,6 +78,18 @@ class LiveOpener:
                 if self.verbose:
                     streams.warn(describe_response(exchange.head))
                 yield exchange
+
+
+def asks_for_stream(body: bytes | None) -> bool:
+    """Whether the request body asks for a streamed answer (``"stream": true``): only
+    then does the response head come before the model has finished."""
+    if not body or b'"stream"' not in body:
+        return False
+    try:
+        request = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(request, dict) and request.get("stream") is True
 
 
 def live(settings: Settings, request: OutgoingRequest, command: str, streams: Streams, *,
@@ -93,20 +109,27 @@ def render_chat(open_exchange: ExchangeOpener, streams: Streams, *, as_json: boo
     """``chat``: the answer to stdout as it arrives, warnings and usage to stderr.
 
     Text already written stays written when the stream fails; the exception
-    then carries the exit status. ``request_body`` is what a resumed request
-    extends; ``quiet`` silences the retry and resume notices. ``tee`` gets every
-    piece of text and reasoning that is shown (a conversation keeps it, even when
-    the answer fails or is interrupted), ``json_extra`` adds fields to ``--json``.
+    then carries the exit status (``--json`` prints the object assembled so far,
+    marked incomplete: :meth:`JsonSink.write_incomplete`). ``request_body`` is what
+    a resumed request extends; ``quiet`` silences the retry and resume notices.
+    ``tee`` gets every piece of text and reasoning that is shown (a conversation
+    keeps it, even when the answer fails or is interrupted), ``json_extra`` adds
+    fields to ``--json``.
     """
     sink = JsonSink(streams) if as_json else TextSink(streams)
     timing = Timing()
     notify = (lambda line: None) if quiet else sink.notice
     shown = sink if tee is None else Tee(sink, tee)
+    progress = Progress()
     try:
         result = run_chat(open_exchange, shown, body=request_body,
                           policy=policy or RetryPolicy(max_retries=0), notify=notify, timing=timing,
-                          watch=watch, stdout_fd=_fileno(streams.stdout),
-                          keep_text=as_json)
+                          watch=watch, stdout_fd=_fileno(streams.stdout), keep_text=as_json,
+                          progress=progress)
+    except (AssistersError, KeyboardInterrupt) as exc:
+        if isinstance(sink, JsonSink) and not isinstance(exc, OutputError):
+            _write_incomplete(sink, progress, exc, json_extra)
+        raise
     finally:
         sink.close()
     if as_json:
@@ -114,12 +137,25 @@ def render_chat(open_exchange: ExchangeOpener, streams: Streams, *, as_json: boo
         if result.resumed_prefix and completion["choices"]:
             message = completion["choices"][0]["message"]
             message["content"] = result.resumed_prefix + (message.get("content") or "")
-        sink.write({**completion, **json_extra} if json_extra else completion)
+        with watch if watch is not None else nullcontext():  # the total timeout covers this write too
+            sink.write({**completion, **json_extra} if json_extra else completion)
     for warning in result.warnings:
         streams.warn(warning)
     if show_usage:
         streams.warn(usage_line(result))
     return result
+
+
+def _write_incomplete(sink: JsonSink, progress: Progress, exc: BaseException,
+                      extra: Mapping[str, Any] | None) -> None:
+    """``--json`` after a failure: the object so far; the failure itself (its line on
+    stderr, its status) stays what it was, even if stdout is gone too."""
+    if isinstance(exc, AssistersError):
+        status, message = int(exc.status), exc.message
+    else:
+        status, message = int(ExitStatus.INTERRUPTED), "interrupted"
+    with suppress(OSError, AssistersError):
+        sink.write_incomplete(progress, status, message, extra)
 
 
 def _fileno(stream: object) -> int | None:

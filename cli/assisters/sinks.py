@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from assisters.answer import one_line
+from assisters.answer import writable
 from assisters.redact import StreamScrubber
 from assisters.stream import ChatResult, ChatSink
 from assisters.terminal import Spinner, Streams, dim, direct_write, write_rest
+from assisters.visible import one_line, visible
+
+if TYPE_CHECKING:
+    from assisters.retry import Progress
 
 
 class _Waiting:
@@ -76,13 +81,13 @@ class TextSink:
             self._waiting.over()
             self._waiting = None
         text = self._reasoning_scrub.feed(text.encode()).decode("utf-8", "replace")
-        self._streams.stderr.write(dim(text, self._streams.stderr_styled))
+        self._streams.stderr.write(dim(visible(text), self._streams.stderr_styled))
         self._streams.stderr.flush()
         self._reasoning_open = True
         self._plain = False
 
     def _end_reasoning(self, end: str) -> None:
-        held = self._reasoning_scrub.finish().decode("utf-8", "replace")
+        held = visible(self._reasoning_scrub.finish().decode("utf-8", "replace"))
         self._streams.stderr.write(dim(held, self._streams.stderr_styled) + end if held else end)
         self._streams.stderr.flush()
         self._reasoning_open = False
@@ -98,7 +103,7 @@ class TextSink:
             self._end_reasoning("\n")
         elif self._streams.stdout_is_tty and self._last and not self._last.endswith(b"\n"):
             stderr.write("\n")
-        stderr.write(line + "\n")
+        stderr.write(visible(line) + "\n")
         stderr.flush()
         self._plain = False
 
@@ -118,14 +123,22 @@ class TextSink:
 
 
 class JsonSink:
-    """``--json``: nothing while streaming, one chat.completion object at the end."""
+    """``--json``: nothing while streaming, one chat.completion object at the end.
+
+    A run that fails or is interrupted after events arrived still gets its object
+    (:meth:`write_incomplete`): what was assembled so far, choice 0 holding exactly
+    the text ``chat`` would have printed, ``finish_reason`` as the server sent it
+    (null for a choice that was cut), and a top-level ``error`` member
+    ``{"status": <exit status>, "message": <the error line>}``.
+    """
 
     def __init__(self, streams: Streams) -> None:
         self._streams = streams
         self._waiting = _Waiting(streams)
+        self._shown: list[str] = []  # choice 0's text as text mode would have shown it
 
     def text(self, text: str) -> None:
-        pass
+        self._shown.append(text)
 
     def reasoning(self, text: str) -> None:
         pass
@@ -134,6 +147,24 @@ class JsonSink:
         self._waiting.over()
         self._streams.stdout.write(orjson.dumps(completion) + b"\n")
         self._streams.stdout.flush()
+
+    def write_incomplete(self, progress: Progress, status: int, message: str,
+                         extra: Mapping[str, Any] | None = None) -> None:
+        """The object so far, marked incomplete; nothing when nothing arrived (a
+        refused connection, an HTTP error): the error line says it all then."""
+        answer = progress.answer
+        if answer is None or not (answer.events or self._shown):
+            return
+        completion = answer.completion_object()
+        choices = completion["choices"]
+        if not choices or choices[0]["index"] != 0:
+            choices.insert(0, {"index": 0, "message": {"role": "assistant", "content": None},
+                               "finish_reason": None})
+        choices[0]["message"]["content"] = "".join(self._shown) or None
+        completion["usage"] = writable(progress.usage())
+        completion.update(extra or {})
+        completion["error"] = {"status": status, "message": message}
+        self.write(completion)
 
     def notice(self, line: str) -> None:
         self._waiting.over()

@@ -17,6 +17,13 @@ Follows the WHATWG HTML event-stream rules (section 9.2.5-9.2.6):
 * a blank line dispatches the event, if any ``data`` line was seen;
 * at the end of the stream an event without its blank line is discarded.
 
+Memory is bounded whatever the server sends: a line longer than
+:data:`MAX_LINE_BYTES` or an event whose data grows past :data:`MAX_EVENT_BYTES`
+(16 MiB each, far above any real event, even one carrying a base64 image) ends
+the stream with :class:`~assisters.errors.LimitError` (exit 76), naming the
+limit. The check costs the per-event path nothing: it is made where a line is
+buffered across reads, and on a read longer than the limit.
+
 One deliberate addition: fields with any other name are reported as
 :class:`Field` items instead of being silently dropped, because llama.cpp
 servers sent mid-stream errors as an ``error:`` field; the interpreter decides
@@ -31,8 +38,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from assisters.errors import LimitError
+
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _CR = 0x0D
+MAX_LINE_BYTES = 16 * 1024 * 1024
+MAX_EVENT_BYTES = 16 * 1024 * 1024  # the data lines of one event together
 
 
 @dataclass(slots=True)
@@ -83,6 +94,7 @@ class SSEDecoder:
         "_buf",
         "_comments",
         "_data",
+        "_data_size",
         "_last_id",
         "_pending",
         "_scanned",
@@ -107,6 +119,7 @@ class SSEDecoder:
         # fast path of feed and feed_data; a consumer may take such a read itself).
         self.idle = False
         self._data: list[str] = []
+        self._data_size = 0  # characters in _data, against MAX_EVENT_BYTES
         self._type = ""
         self._last_id: str | None = None
         self._comments = comments
@@ -118,7 +131,7 @@ class SSEDecoder:
         return self._last_id
 
     def feed(self, chunk: bytes) -> list[Item]:
-        if self.idle and chunk[:6] == b"data: " and chunk[-2:] == b"\n\n":
+        if self.idle and chunk[:6] == b"data: " and chunk[-2:] == b"\n\n" and len(chunk) <= MAX_LINE_BYTES:
             # The usual read: exactly one event of one data line, nothing before it.
             value = chunk[6:-2]
             if 10 not in value and 13 not in value:
@@ -132,7 +145,7 @@ class SSEDecoder:
         UTF-8 is the caller's to replace), instead of an :class:`Event`. Its
         type is ``message``; its id is not reported (use :meth:`feed` when ids
         matter). Every other event still comes as an Event."""
-        if self.idle and chunk[:6] == b"data: " and chunk[-2:] == b"\n\n":
+        if self.idle and chunk[:6] == b"data: " and chunk[-2:] == b"\n\n" and len(chunk) <= MAX_LINE_BYTES:
             value = chunk[6:-2]
             if 10 not in value and 13 not in value:
                 return [value]
@@ -140,6 +153,8 @@ class SSEDecoder:
 
     def _feed(self, chunk: bytes, decode: bool) -> list[bytes | Item]:
         out: list[bytes | Item] = []
+        if len(chunk) > MAX_LINE_BYTES:
+            self._check_long_read(chunk)
         if self._skip_lf and chunk:
             self._skip_lf = False
             if chunk[0] == 0x0A:
@@ -154,7 +169,11 @@ class SSEDecoder:
             if 10 not in chunk:  # still inside the same line: no rescan, no copy
                 self._scanned = len(buf)
                 self.idle = False
+                if len(buf) > MAX_LINE_BYTES:
+                    raise line_too_long()
                 return out
+            if len(buf) > MAX_LINE_BYTES and buf.find(b"\n") > MAX_LINE_BYTES:
+                raise line_too_long()  # the line that this read completes
             data = bytes(buf)
             buf.clear()
             self._scanned = 0
@@ -188,8 +207,22 @@ class SSEDecoder:
             if pos < len(data):
                 buf += data[pos:]
                 self._scanned = len(buf)
+                if len(buf) > MAX_LINE_BYTES:
+                    raise line_too_long()
         self.idle = not (self._pending or buf)
         return out
+
+    def _check_long_read(self, chunk: bytes) -> None:
+        """Refuse a line over the limit in the buffer followed by ``chunk``, as the same
+        bytes in smaller reads would be: for a read longer than a line may be."""
+        text = bytes(self._buf) + chunk
+        start = 0
+        for match in _LINE_END.finditer(text):
+            if match.start() - start > MAX_LINE_BYTES:
+                raise line_too_long()
+            start = match.end()
+        if len(text) - start > MAX_LINE_BYTES:
+            raise line_too_long()
 
     def _block(self, block: bytes, decode: bool, out: list[bytes | Item]) -> None:
         """The lines between two blank lines, with nothing pending before them."""
@@ -205,6 +238,8 @@ class SSEDecoder:
         """The general path: any line ends, one line at a time."""
         buf = self._buf
         buf += chunk
+        if len(buf) > MAX_LINE_BYTES:
+            self._check_long_read(b"")  # every line in the buffer, before any is taken
         search = _LINE_END.search
         start = 0
         pos = self._scanned
@@ -217,12 +252,15 @@ class SSEDecoder:
             self._skip_lf = start == len(buf) and buf[start - 1] == _CR
             del buf[:start]
         self._scanned = len(buf)
+        if len(buf) > MAX_LINE_BYTES:
+            raise line_too_long()
 
     def close(self) -> list[Item]:
         """End of stream: an unterminated line or event is discarded, per the standard."""
         self._buf.clear()
         self._scanned = 0
         self._data.clear()
+        self._data_size = 0
         self._type = ""
         self._pending = self._at_start
         self.idle = not (self._pending or self._skip_lf)
@@ -259,6 +297,10 @@ class SSEDecoder:
             value = value[1:]
         if name == "data":
             self._data.append(value)
+            self._data_size += len(value) + 1
+            if self._data_size > MAX_EVENT_BYTES:
+                raise LimitError(f"an event of the stream is larger than {mib(MAX_EVENT_BYTES)} "
+                                 "(the limit for one event's data)")
             self._pending = True
         elif name == "event":
             self._type = value
@@ -276,5 +318,15 @@ class SSEDecoder:
         if self._data:
             out.append(Event(self._type or "message", "\n".join(self._data), self._last_id))
             self._data.clear()
+            self._data_size = 0
         self._type = ""
         self._pending = False
+
+
+def line_too_long() -> LimitError:
+    return LimitError(f"a line of the event stream is longer than {mib(MAX_LINE_BYTES)} "
+                      "(the limit for one line)")
+
+
+def mib(size: int) -> str:
+    return f"{size / (1024 * 1024):g} MiB"

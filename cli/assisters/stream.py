@@ -6,18 +6,24 @@ knows nothing of click or of stdout: output goes through a :class:`ChatSink`.
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 from assisters.answer import Answer, parse_json
+from assisters.body_text import excerpt, no_events_error
 from assisters.config import Settings
-from assisters.errors import AssistersError, IncompleteStream, ProtocolError
-from assisters.exchange import BodyDecoder, Exchange, OutgoingRequest, read_body
+from assisters.errors import AssistersError, IncompleteStream, LimitError, ProtocolError
+from assisters.exchange import BodyDecoder, Exchange, OutgoingRequest, ResponseHead, read_body
 from assisters.http_errors import ERROR_BODY_LIMIT, status_error
 from assisters.sse import SSEDecoder
 from assisters.timing import Timing
+
+# Far above any real reply, so memory stays bounded whatever arrives (exit 76 beyond):
+ERROR_BODY_DECODED_LIMIT = 1024 * 1024  # an error body once decompressed (its message is in the start)
+JSON_REPLY_LIMIT = 32 * 1024 * 1024  # a non-streamed reply, the whole answer in one JSON object
 
 CHAT_HEADERS = [
     ("Content-Type", "application/json"),
@@ -50,12 +56,35 @@ def check_status(exchange: Exchange) -> BodyDecoder:
     """Raise the server's error for a non-2xx reply; else the body's decoder."""
     decoder = BodyDecoder(exchange.head.header("content-encoding"))
     if not exchange.head.is_success:
-        try:
-            body = decoder.decode(read_body(exchange, ERROR_BODY_LIMIT))
-        except ProtocolError:
-            body = b""
-        raise status_error(exchange.head, body)
+        raise status_error(exchange.head, error_body(exchange.head, read_body(exchange, ERROR_BODY_LIMIT)))
     return decoder
+
+
+def error_body(head: ResponseHead, raw: bytes) -> bytes:
+    """The start of a non-2xx body, decompressed (at most 1 MiB: beyond that, exit 76);
+    a body that cannot be decompressed is taken as empty, the status still says it all."""
+    what = f"the HTTP {head.status} error body"
+    try:
+        decoder = BodyDecoder(head.header("content-encoding"), limit=ERROR_BODY_DECODED_LIMIT, what=what)
+        return decoder.decode(raw)
+    except LimitError:
+        raise
+    except ProtocolError:
+        return b""
+
+
+def read_whole_body(reads: Iterable[bytes], decoder: BodyDecoder, what: str = "a JSON reply") -> bytes:
+    """A non-streamed body, decompressed, up to :data:`JSON_REPLY_LIMIT` (exit 76 beyond)."""
+    parts: list[bytes] = []
+    size = 0
+    for data in reads:
+        data = decoder.decode(data)
+        size += len(data)
+        if size > JSON_REPLY_LIMIT:
+            raise LimitError(f"{what} is larger than {JSON_REPLY_LIMIT // (1024 * 1024)} MiB "
+                             f"(the limit for {what})")
+        parts.append(data)
+    return b"".join(parts)
 
 
 def guarded_reads(exchange: Exchange, broken: list[AssistersError]) -> Iterator[bytes]:
@@ -79,8 +108,11 @@ def consume_chat(exchange: Exchange, sink: ChatSink, timing: Timing,
     answer = Answer() if answer is None else answer
     broken: list[AssistersError] = []
     reads = guarded_reads(exchange, broken)
+    first = next(reads, b"")  # kept, to say what arrived if it was not an event stream
+    if first:
+        reads = itertools.chain((first,), reads)
     if exchange.head.is_json:
-        _read_json_reply(reads, body_decoder, answer, sink, timing, broken)
+        _read_json_reply(reads, body_decoder, answer, sink, timing, broken, exchange.head)
     else:
         _read_event_stream(reads, body_decoder, answer, sink, timing)
     timing.end = time.perf_counter()
@@ -89,8 +121,30 @@ def consume_chat(exchange: Exchange, sink: ChatSink, timing: Timing,
     except IncompleteStream as exc:
         if broken:  # a total timeout must not be retried or resumed
             exc.retryable = broken[0].retryable
+        check_some_events(answer, exchange.head, first, broken)
+        raise
+    except ProtocolError:
+        check_some_events(answer, exchange.head, first, broken)
         raise
     return ChatResult(answer, timing, warnings)
+
+
+def check_some_events(answer: Answer, head: ResponseHead, first_read: bytes,
+                      broken: list[AssistersError]) -> None:
+    """A body that ended without a single event is not an event stream: raise what it
+    was instead (an HTML page, a text/plain notice, an empty body), not retried."""
+    if answer.events or answer.error is not None or broken:
+        return
+    raise no_events_error(head.media_type, body_start(head, first_read)) from None
+
+
+def body_start(head: ResponseHead, first_read: bytes) -> bytes:
+    """The first read, decompressed when it has to be, for an excerpt."""
+    try:
+        return BodyDecoder(head.header("content-encoding"), limit=ERROR_BODY_DECODED_LIMIT,
+                           what="the start of the body").decode(first_read)
+    except ProtocolError:
+        return first_read
 
 
 def _read_event_stream(
@@ -122,13 +176,17 @@ def _read_json_reply(
     sink: ChatSink,
     timing: Timing,
     broken: list[AssistersError],
+    head: ResponseHead,
 ) -> None:
-    body = b"".join(body_decoder.decode(data) for data in reads)
+    body = read_whole_body(reads, body_decoder)
     payload = parse_json(body)
     if payload is None:
         if broken:
             raise broken[0]
-        raise ProtocolError("the server replied application/json, but the body is not JSON")
+        if not body:
+            raise ProtocolError(f"the server replied {head.media_type} with an empty body")
+        raise ProtocolError(f"the server replied {head.media_type}, but the body is not JSON: "
+                            f"{excerpt(head.media_type, body)}")
     answer.apply_completion(payload)
     _deliver(answer, sink, timing)
 

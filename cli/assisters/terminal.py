@@ -14,8 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import BinaryIO, TextIO
 
-from assisters import redact
+from assisters import redact, stdio
 from assisters.redact import ScrubbingText, ScrubbingWriter
+from assisters.visible import visible
 
 SPINNER_FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 SPINNER_DELAY = 0.15  # seconds before the first frame, so fast answers never flicker
@@ -34,7 +35,9 @@ class Streams:
     stderr_styled: bool  # escape codes (colour, spinner) allowed on stderr
 
     def warn(self, line: str) -> None:
-        self.stderr.write(line + "\n")
+        """A diagnostic line (or lines) on stderr. It may quote the server, so control
+        characters are made visible (:func:`assisters.visible.visible`), never executed."""
+        self.stderr.write(visible(line) + "\n")
         self.stderr.flush()
 
 
@@ -56,7 +59,9 @@ def styling_allowed(is_tty: bool, environ: Mapping[str, str]) -> bool:
 
 
 def system_streams(environ: Mapping[str, str]) -> Streams:
-    """The process's streams; stdout and stderr scrub every secret (:mod:`assisters.redact`)."""
+    """The process's streams, made safe by :func:`assisters.stdio.guard` (closed, full or
+    non-blocking files); stdout and stderr scrub every secret (:mod:`assisters.redact`)."""
+    stdio.guard()
     out_tty, err_tty = _isatty(sys.stdout), _isatty(sys.stderr)
     stderr = sys.stderr if isinstance(sys.stderr, ScrubbingText) else ScrubbingText(sys.stderr)
     return Streams(
@@ -83,7 +88,7 @@ def direct_write(out: BinaryIO) -> Callable[[bytes], int | None] | None:
     """
     if type(out) is ScrubbingWriter:
         return _scrubbing_direct_write(out)
-    if type(out) is io.FileIO:  # already unbuffered (python -u, PYTHONUNBUFFERED)
+    if type(out) is io.FileIO or type(out) is stdio.Output:  # unbuffered (python -u, PYTHONUNBUFFERED)
         return out.write
     if type(out) is not io.BufferedWriter:
         return None

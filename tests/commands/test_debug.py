@@ -395,3 +395,29 @@ def test_debug_http_errors_follow_chat(httpserver, key_env, status, exit_status)
     assert result.returncode == exit_status
     assert result.stdout == b""
     assert result.stderr.decode().splitlines() == [f"assisters: error: HTTP {status}: nope here"]
+
+
+def test_replay_as_debug_shows_the_recorded_clock_in_the_events_and_the_summary(tmp_path):
+    """Recorded with a 400 ms pause before the first token, replayed as fast as possible:
+    the summary's times are the recording's, like the events' ms, not the replay's."""
+    from assisters.server.app import ChatServer
+    from assisters.server.options import ServeOptions
+
+    save = tmp_path / "slow.jsonl"
+    with ChatServer(ServeOptions(first_token_delay_ms=400, tokens_per_second=0)) as server:
+        recorded = run_cli("debug", "-m", "echo", "--save", str(save), "one two",
+                           env={"ASSISTERS_BASE_URL": server.base_url, "ASSISTERS_API_KEY": SECRET})
+    assert recorded.returncode == 0
+    replayed = run_cli("replay", "--as", "debug", str(save))
+    assert replayed.returncode == 0
+    events = [r for r in parse_lines(replayed.stdout) if "index" in r]
+    timing = summary_lines(replayed.stderr)[1]
+    found = re.fullmatch(r"  time to first byte ([\d.]+) ms, first token ([\d.]+) ms, total ([\d.]+) ms, .*",
+                         timing)
+    assert found, timing
+    first_byte, first_token, total = map(float, found.groups())
+    content_ms = [e["ms"] for e in events if isinstance(e["data"], dict)
+                  and e["data"]["choices"] and e["data"]["choices"][0]["delta"].get("content")]
+    assert first_token == pytest.approx(content_ms[0], abs=0.1)  # the same clock as the events
+    assert first_token >= 400 and first_byte <= first_token <= total
+    assert total == pytest.approx(events[-1]["ms"], abs=0.1)

@@ -21,8 +21,11 @@ def debug(**params: Any) -> None:
 
     stdout gets one JSON object per event (index, ms since the request, event
     type, data; "json": false when the data did not parse); stderr gets a
-    summary with timings, usage and anomalies. The prompt rules and options are
-    those of chat; the exit status follows the same completion rules.
+    summary with timings, usage and anomalies. The prompt rules, the request
+    options (-m, -s, -t, --top-p, --seed, --max-tokens, --stop, -o,
+    --stream-usage) and the connection options are those of chat; chat's output,
+    retry and resume options are not (debug shows what the server did, once).
+    The exit status follows the same completion rules.
 
     \b
     Examples:

@@ -26,6 +26,7 @@ def settings_from(params: dict[str, Any]) -> Settings:
         timeout=params.get("timeout"),
         connect_timeout=params.get("connect_timeout"),
         first_byte_timeout=params.get("first_byte_timeout"),
+        response_head_timeout=params.get("response_head_timeout"),
         idle_timeout=params.get("idle_timeout"),
         total_timeout=params.get("total_timeout"),
         stream_usage=params.get("stream_usage"),

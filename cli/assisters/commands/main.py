@@ -3,7 +3,10 @@
 Every failure the core can meet is an :class:`~assisters.errors.AssistersError`
 carrying its status; ``main`` turns it (and click's usage errors, Ctrl-C and
 a closed stdout) into a single stderr line and the documented status (see
-:mod:`assisters.errors` for the table).
+:mod:`assisters.errors` for the table). Before anything else it makes the
+standard streams safe (:func:`assisters.stdio.guard`): a closed, full or
+non-blocking stdin, stdout or stderr is an outcome, not a traceback, and
+stderr never decides the exit status.
 
 Only click and the command modules (which import only click at module level)
 are loaded here: ``--version``, ``--help`` and shell completion start fast.
@@ -16,7 +19,7 @@ import sys
 
 import click
 
-from assisters import __version__
+from assisters import __version__, stdio
 from assisters.commands.chat import chat
 from assisters.commands.completion import COMPLETE_VAR, completion
 from assisters.commands.conversations import conversations
@@ -45,8 +48,9 @@ for _command in (chat, conversations, debug, raw, replay, serve, models, complet
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn every outcome into one exit status."""
+    stdio.guard()
     if os.environ.get(COMPLETE_VAR):  # shell completion is click's own business
-        cli.main(args=argv, prog_name="assisters", complete_var=COMPLETE_VAR)
+        _complete(argv)
     streams_ok = True
     try:
         # Not cli.main(): it turns Ctrl-C into "Aborted!" and a broken pipe into exit 1.
@@ -73,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(exc, AssistersError):
             _say(f"assisters: error: {exc.message}")
             status = exc.status
+            streams_ok = status != _status("OUTPUT")
         else:
             if os.environ.get(DEBUG_ENV):
                 raise
@@ -80,6 +85,16 @@ def main(argv: list[str] | None = None) -> None:
                  f"(set {DEBUG_ENV}=1 for a traceback)")
             status = _status("INTERNAL")
     _quiet_exit(int(status), streams_ok)
+
+
+def _complete(argv: list[str] | None) -> None:
+    """Shell completion: click's own protocol; an unwritable stdout ends it quietly."""
+    from assisters.errors import OutputError
+
+    try:
+        cli.main(args=argv, prog_name="assisters", complete_var=COMPLETE_VAR)
+    except (OutputError, BrokenPipeError):
+        _quiet_exit(_status("OUTPUT"), streams_ok=False)
 
 
 def _status(name: str) -> int:
@@ -98,26 +113,38 @@ def click_error_line(exc: click.ClickException) -> str:
 
 
 def _say(line: str) -> None:
-    """The last line of a run; scrubbed of secrets, since it may quote the server."""
+    """The last line of a run. It may quote the server: control characters are made
+    visible and secrets scrubbed. A stderr that cannot be written changes nothing."""
+    from assisters.visible import visible
+
+    line = visible(line)
     redact = sys.modules.get("assisters.redact")  # loaded once any secret could exist
     if redact is not None:
         line = redact.scrub(line)  # type: ignore[attr-defined]
     try:
         sys.stderr.write(line + "\n")
         sys.stderr.flush()
-    except OSError:
+    except (OSError, ValueError):
         pass
 
 
 def _quiet_exit(status: int, streams_ok: bool) -> None:
     """Exit without Python complaining about a closed stdout at shutdown; output held
-    back while it could have been the start of a secret goes out first."""
+    back while it could have been the start of a secret goes out first. If that last
+    write fails, a run that had succeeded is an output error (74)."""
+    from assisters.errors import AssistersError
+
     try:
         if streams_ok:
             redact = sys.modules.get("assisters.redact")
             if redact is not None:
                 redact.release_all()  # type: ignore[attr-defined]
             sys.stdout.flush()
+    except AssistersError as exc:  # stdout cannot be written (assisters.stdio.Output)
+        streams_ok = False
+        if status == 0:
+            _say(f"assisters: error: {exc.message}")
+            status = exc.status
     except OSError:
         streams_ok = False
     if not streams_ok:

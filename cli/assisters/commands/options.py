@@ -172,6 +172,9 @@ def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--profile", metavar="NAME", help="Config file profile [env ASSISTERS_PROFILE]."),
         click.option("--connect-timeout", type=SECONDS, metavar="S",
                      help="Longest wait to connect [env ASSISTERS_CONNECT_TIMEOUT; default 10]."),
+        click.option("--response-head-timeout", type=SECONDS, metavar="S",
+                     help="Longest wait for the response head of a streamed request "
+                          "[env ASSISTERS_RESPONSE_HEAD_TIMEOUT; default 60]."),
         click.option("--first-byte-timeout", type=SECONDS, metavar="S",
                      help="Longest wait for the first byte of the answer, while the model thinks "
                           "[env ASSISTERS_FIRST_BYTE_TIMEOUT; default 300]."),
@@ -180,7 +183,7 @@ def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
                           "[env ASSISTERS_IDLE_TIMEOUT; default 120]."),
         click.option("--timeout", type=SECONDS, hidden=True),  # the idle timeout's older name
         click.option("--total-timeout", type=SECONDS, metavar="S",
-                     help="Longest run in all, retries included "
+                     help="Longest run in all, retries and a blocked stdout included "
                           "[env ASSISTERS_TOTAL_TIMEOUT; default none]."),
     ]
     for option in reversed(options):

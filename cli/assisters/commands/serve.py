@@ -100,9 +100,9 @@ def serve(**params: Any) -> None:
     except (OSError, UnicodeError) as exc:  # UnicodeError: a host name IDNA cannot encode
         reason = exc.strerror if isinstance(exc, OSError) else "the host name cannot be encoded"
         raise ConfigError(f"cannot listen on {options.host}:{options.port}: {reason}") from None
-    click.echo(server.base_url)
-    signal.signal(signal.SIGTERM, _stop_serving)  # `kill` ends it as cleanly as Ctrl-C
     try:
+        click.echo(server.base_url)  # an unwritable stdout (exit 74) still closes the socket
+        signal.signal(signal.SIGTERM, _stop_serving)  # `kill` ends it as cleanly as Ctrl-C
         server.serve_forever()
     except KeyboardInterrupt:
         pass

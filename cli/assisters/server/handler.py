@@ -19,6 +19,7 @@ import orjson
 from assisters.server.api_errors import ApiError
 from assisters.server.routes import body_limit, route
 from assisters.server.state import ServerState
+from assisters.visible import visible
 
 IDLE_TIMEOUT = 60.0  # seconds a silent or non-reading client may hold a handler thread
 MAX_DISCARD_BYTES = 2 * 1024 * 1024 * 1024  # read and dropped, to answer a too-large upload
@@ -56,15 +57,16 @@ class RequestHandler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """One line per request when verbose: method, path without query, status."""
+        """One line per request when verbose: method, path without query, status (the
+        client's text with its control characters made visible)."""
         if self.state.options.verbose:
             path = urlsplit(self.path).path
-            sys.stderr.write(f"{self.command} {path} {int(code)}\n")
+            sys.stderr.write(visible(f"{self.command} {path} {int(code)}") + "\n")
 
     def log_message(self, fmt: str, *args: Any) -> None:
         """Quiet unless verbose; headers (and so API keys) are never logged."""
         if self.state.options.verbose:
-            sys.stderr.write(f"{fmt % args}\n")
+            sys.stderr.write(visible(fmt % args) + "\n")
 
     def _dispatch(self) -> None:
         options = self.state.options
