@@ -121,7 +121,8 @@ def test_ctrl_c_prints_the_object_so_far_and_exits_130(tmp_path):
 def test_replaying_a_broken_stream_as_json_prints_the_same_incomplete_object(tmp_path):
     save = tmp_path / "broken.jsonl"
     with ChatServer(ServeOptions(drop_after=2)) as server:
-        live = run_cli("chat", "--json", "--save", str(save), "-m", "echo", PROMPT, env=env_for(server))
+        live = run_cli("chat", "--json", "--no-store", "--save", str(save), "-m", "echo", PROMPT,
+                       env=env_for(server))
     replayed = run_cli("replay", "--json", str(save))
     assert replayed.returncode == live.returncode == 75
     assert one_object(replayed.stdout) == one_object(live.stdout)
