@@ -10,7 +10,7 @@ import pytest
 from assisters.errors import HTTPStatusError, TemporaryError
 from assisters.exchange import ResponseHead
 from assisters.http_errors import retry_after_seconds
-from assisters.retry import RetryPolicy, _delay, _resume_body, _Shown, _SkipEcho, _summed, backoff_delay
+from assisters.retry import RetryPolicy, _resume_body, _Shown, _SkipEcho, _summed, backoff_delay, retry_delay
 
 
 class Collect:
@@ -63,12 +63,12 @@ def test_the_servers_wait_is_used_exactly_within_the_caps():
     policy = RetryPolicy(max_wait=10.0, max_total_wait=15.0)
     error = HTTPStatusError(429, "HTTP 429: slow down")
     error.retry_after = 8.0
-    assert _delay(policy, 1, error, waited=0.0) == 8.0
+    assert retry_delay(policy, 1, error, waited=0.0) == 8.0
     with pytest.raises(TemporaryError, match="would pass the 15 s limit on all retry waits"):
-        _delay(policy, 2, error, waited=8.0)
+        retry_delay(policy, 2, error, waited=8.0)
     error.retry_after = 11.0
     with pytest.raises(TemporaryError, match="asks to retry after 11 s, more than the 10 s limit"):
-        _delay(policy, 1, error, waited=0.0)
+        retry_delay(policy, 1, error, waited=0.0)
 
 
 def skip_echo(prefix: str, *reads: str, completed: bool = True) -> tuple[str, bool]:

@@ -19,8 +19,12 @@ from assisters.errors import AssistersError, ProtocolError, TemporaryError, Time
 from assisters.redact import redact_url
 
 
-def make_client(settings: Settings) -> httpx.Client:
-    """An httpx client with the key, the timeouts and our User-Agent."""
+def make_client(settings: Settings, *, connections: int | None = None) -> httpx.Client:
+    """An httpx client with the key, the timeouts and our User-Agent.
+
+    ``connections`` is how many requests it carries at once (``batch run -j``):
+    that many connections, all kept alive between requests; None keeps httpx's limits.
+    """
     headers = {"User-Agent": f"assisters/{__version__}"}
     if settings.api_key:
         headers["Authorization"] = f"Bearer {settings.api_key.reveal()}"
@@ -38,7 +42,9 @@ def make_client(settings: Settings) -> httpx.Client:
         # Plain http never does TLS (redirects are not followed), so skip loading the
         # CA bundle (about 20 ms); a context with no CAs would refuse any certificate.
         verify = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    return httpx.Client(headers=headers, timeout=timeout, follow_redirects=False, verify=verify)
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections) \
+        if connections else httpx.Limits()
+    return httpx.Client(headers=headers, timeout=timeout, follow_redirects=False, verify=verify, limits=limits)
 
 
 def transport_error(exc: httpx.HTTPError, url: str) -> AssistersError:

@@ -87,17 +87,24 @@ class Watchdog:
             )
         return None
 
-    def _on_tick(self, signum: int, frame: FrameType | None) -> None:
+    def check(self, now: float | None = None) -> TimeoutFailure | None:
+        """One tick of the timer: note progress since the last tick, and return the
+        timeout that has fired if the network code is waiting. Called by the SIGALRM
+        handler, or by a monitor thread that watches many requests (``batch run``)."""
         steps = self.steps
-        now = time.monotonic()
+        now = time.monotonic() if now is None else now
         if steps != self._seen_steps:  # progress since the last tick
             self._seen_steps = steps
             self._since = now
         if steps % 2 == 1:
-            error = self.expired(now)
-            if error is not None:
-                self.steps += 1  # this wait ends with the exception; cleanup must not see another
-                raise error
+            return self.expired(now)
+        return None
+
+    def _on_tick(self, signum: int, frame: FrameType | None) -> None:
+        error = self.check()
+        if error is not None:
+            self.steps += 1  # this wait ends with the exception; cleanup must not see another
+            raise error
 
     def __enter__(self) -> Watchdog:
         if hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread():

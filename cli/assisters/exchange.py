@@ -9,6 +9,8 @@ incrementally for the commands that parse the body.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import time
 import zlib
 from collections.abc import Iterator
@@ -100,6 +102,22 @@ class LiveExchange:
             http_version=response.http_version,
         )
 
+    def abort(self) -> None:
+        """Cut the connection now, from any thread: a read blocked on it returns at once
+        (closing a socket does not wake a blocked read on Linux; shutting it down does)."""
+        stream = self._response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's, also under TLS
+
+    def set_read_timeout(self, seconds: float) -> None:
+        """httpx's timeout for the body's reads from now on (its ``timeout`` request
+        extension, read when the body's first read starts)."""
+        timeouts = self._response.request.extensions.get("timeout")
+        if isinstance(timeouts, dict):
+            timeouts["read"] = seconds
+
     def reads(self) -> Iterator[bytes]:
         recorder = self._recorder
         watch = self._watch
@@ -152,17 +170,20 @@ def open_exchange(
     timing: Timing,
     recorder: Recorder | None = None,
     watch: Watchdog | None = None,
+    timeout: httpx.Timeout | None = None,
 ) -> Iterator[LiveExchange]:
     """Send ``request`` and yield the streamed exchange; the connection is closed
-    on every way out (end of body, an error, a timeout, a broken pipe, Ctrl-C)."""
+    on every way out (end of body, an error, a timeout, a broken pipe, Ctrl-C).
+    ``timeout`` replaces the client's timeouts for this request."""
     if recorder is not None:
         recorder.request(with_client_headers(client, request))
     responded = False
     try:
         if watch is not None:
             watch.new_attempt()
+        extra = {} if timeout is None else {"timeout": timeout}
         with client.stream(request.method, request.url, content=request.body,
-                           headers=request.headers) as response:
+                           headers=request.headers, **extra) as response:
             responded = True
             if watch is not None:
                 watch.stop_waiting()

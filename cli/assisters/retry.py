@@ -214,7 +214,7 @@ def run_chat(open_attempt: AttemptOpener, sink: ChatSink, *, body: bytes | None,
                         exc.message += f" (gave up after {retries + 1} attempts)"
                     raise
                 retries += 1
-                delay = _delay(policy, retries, exc, waited)
+                delay = retry_delay(policy, retries, exc, waited)
                 notify(f"assisters: {exc.message}; retrying in {delay:.1f} s "
                        f"(attempt {retries + 1} of {policy.max_retries + 1})")
             else:
@@ -228,7 +228,7 @@ def run_chat(open_attempt: AttemptOpener, sink: ChatSink, *, body: bytes | None,
                 # A stream that broke after making progress is resumed at once;
                 # a resumed request that failed outright waits like a retry.
                 progressed = shown.reads > reads_before
-                delay = 0.0 if progressed else _delay(policy, resumes, exc, waited)
+                delay = 0.0 if progressed else retry_delay(policy, resumes, exc, waited)
                 notify(f"assisters: {exc.message}; resuming after {len(prefix)} characters "
                        f"(resume {resumes} of {policy.max_resumes})")
             if delay > 0:
@@ -242,9 +242,11 @@ def run_chat(open_attempt: AttemptOpener, sink: ChatSink, *, body: bytes | None,
         return result
 
 
-def _delay(policy: RetryPolicy, number: int, exc: AssistersError, waited: float) -> float:
-    """How long to wait before trying again; gives up (exit 75) when the server
-    asks for more than the caps allow."""
+def retry_delay(policy: RetryPolicy, number: int, exc: AssistersError, waited: float) -> float:
+    """How long to wait before retry ``number`` (1-based) after ``exc``, having waited
+    ``waited`` seconds already: the server's own wait, else backoff with jitter. Raises
+    :class:`TemporaryError` (exit 75) when that passes the caps. Shared by ``chat``
+    and the batch engine."""
     asked = exc.retry_after
     delay = asked if asked is not None else backoff_delay(policy, number)
     if asked is not None and asked > policy.max_wait:

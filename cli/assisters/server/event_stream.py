@@ -24,6 +24,7 @@ class Responder(Protocol):
     wfile: BinaryIO
     connection: socket.socket
     close_connection: bool
+    answer_headers: dict[str, str]  # sent with whatever answer the request gets
 
     def send_response(self, code: int, message: str | None = None) -> None: ...
 

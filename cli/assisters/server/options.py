@@ -39,6 +39,14 @@ class ServeOptions:
     replay: Path | None = None  # answer every chat request with a recording (or raw SSE bytes)
     default_model: str | None = None  # serve unknown model names with this model
     verbose: bool = False  # one stderr line per request: method, path, status
+    # The account (server/rate_limit.py): latency, rate limits, quota, overload.
+    latency_ms: float = 0.0  # pause before answering each chat request
+    rate_limit: int | None = None  # chat requests let through per rate_window ...
+    token_limit: int | None = None  # ... and tokens (prompt + max_tokens) per rate_window
+    rate_window: float = 60.0  # seconds, a sliding window
+    quota: int | None = None  # after this many answered requests: 429 insufficient_quota
+    fail_ratio: float = 0.0  # this share of chat requests gets 503 ...
+    fail_seed: int = 0  # ... chosen by this seed, the body and its repeat count
 
     def __post_init__(self) -> None:
         problems = _option_problems(self)
@@ -65,5 +73,11 @@ def _option_problems(o: ServeOptions) -> list[str]:
         "first_token_delay_ms must be >= 0": o.first_token_delay_ms >= 0,
         "head_delay must be a finite number >= 0": 0 <= o.head_delay < math.inf,
         "drip_ms must be a finite number >= 0": o.drip_ms is None or 0 <= o.drip_ms < math.inf,
+        "latency_ms must be a finite number >= 0": 0 <= o.latency_ms < math.inf,
+        "rate_limit must be >= 1": o.rate_limit is None or o.rate_limit >= 1,
+        "token_limit must be >= 1": o.token_limit is None or o.token_limit >= 1,
+        "rate_window must be a finite number > 0": 0 < o.rate_window < math.inf,
+        "quota must be >= 0": o.quota is None or o.quota >= 0,
+        "fail_ratio must be 0..1": 0 <= o.fail_ratio <= 1,
     }
     return [message for message, ok in checks.items() if not ok]

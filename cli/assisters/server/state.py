@@ -12,6 +12,7 @@ import socket
 import threading
 
 from assisters.server.options import ServeOptions
+from assisters.server.rate_limit import AccountLimits
 
 
 class ServerState:
@@ -26,6 +27,7 @@ class ServerState:
         self.disconnects = 0
         self.active_streams = 0
         self.stopping = threading.Event()
+        self.limits = AccountLimits(options)  # rate limits, quota, overload; what each prompt was sent
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
 
