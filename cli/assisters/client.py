@@ -42,9 +42,11 @@ def make_client(settings: Settings, *, connections: int | None = None) -> httpx.
         # Plain http never does TLS (redirects are not followed), so skip loading the
         # CA bundle (about 20 ms); a context with no CAs would refuse any certificate.
         verify = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections) \
-        if connections else httpx.Limits()
-    return httpx.Client(headers=headers, timeout=timeout, follow_redirects=False, verify=verify, limits=limits)
+    limits = httpx.Limits()
+    if connections:
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    return httpx.Client(headers=headers, timeout=timeout, follow_redirects=False, verify=verify,
+                        limits=limits)
 
 
 def transport_error(exc: httpx.HTTPError, url: str) -> AssistersError:

@@ -17,6 +17,7 @@ import sys
 import click
 
 from assisters import __version__
+from assisters.commands.batch import batch
 from assisters.commands.chat import chat
 from assisters.commands.completion import COMPLETE_VAR, completion
 from assisters.commands.debug import debug
@@ -38,7 +39,7 @@ def cli() -> None:
     """
 
 
-for _command in (chat, debug, raw, replay, serve, models, completion):
+for _command in (chat, debug, raw, replay, batch, serve, models, completion):
     cli.add_command(_command)
 
 

@@ -97,7 +97,8 @@ class AccountLimits:
         what = "requests" if over_requests else "tokens"
         message = (f"Rate limit reached for {what} per {options.rate_window:g} s "
                    f"(injected by --rate-limit/--token-limit). Please try again in {wait:.3f}s.")
-        headers = {"Retry-After": str(max(1, math.ceil(wait))), "retry-after-ms": str(max(1, round(wait * 1000)))}
+        headers = {"Retry-After": str(max(1, math.ceil(wait))),
+                   "retry-after-ms": str(max(1, round(wait * 1000)))}
         return ApiError(429, message, type_="requests" if over_requests else "tokens",
                         code="rate_limit_exceeded", headers=headers)
 
@@ -108,9 +109,12 @@ class AccountLimits:
         return max(0.0, self._window[0][0] + self._options.rate_window - now)
 
     def _headers(self, now: float) -> dict[str, str]:
+        """OpenAI's meaning: ``reset`` is the time until the limit is back to its full
+        value (here: until the newest request leaves the window)."""
         options = self._options
         headers: dict[str, str] = {}
-        reset = f"{self._reset_in(now):.3f}s"
+        newest = self._window[-1][0] if self._window else now - options.rate_window
+        reset = f"{max(0.0, newest + options.rate_window - now):.3f}s"
         if options.rate_limit is not None:
             headers["x-ratelimit-limit-requests"] = str(options.rate_limit)
             headers["x-ratelimit-remaining-requests"] = str(max(0, options.rate_limit - len(self._window)))
