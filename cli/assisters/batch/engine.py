@@ -273,11 +273,11 @@ class BatchEngine:
             self.stats.rate_limited += 1
         if error.status == ExitStatus.AUTH:
             self._write(job.order, None)
-            self._stop("auth", f"{error.message}; stopped sending (the key is refused)")
+            self._stop("auth", f"stopped sending, the key is refused ({error.message.rstrip('.')})")
             return
         if error.status == ExitStatus.QUOTA:
             self._write(job.order, None)
-            self._stop("quota", f"{error.message}; stopped sending (the account is out of quota)")
+            self._stop("quota", f"stopped sending, the account is out of quota ({error.message.rstrip('.')})")
             return
         if error.retryable and job.retries < self.policy.max_retries:
             if self._stopping:

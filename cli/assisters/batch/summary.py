@@ -94,6 +94,6 @@ class BatchStats:
             f"batch: tokens: {self.prompt_tokens} prompt + {self.completion_tokens} completion = "
             f"{self.tokens}; {wall:.2f} s, {rate}".rstrip(", "),
         ]
-        if self.stopped:
-            lines.append(f"batch: stopped: {self.stop_message or self.stopped}")
+        if self.stopped == "interrupted":  # the other stops end with their own error line
+            lines.append("batch: interrupted")
         return lines
