@@ -17,7 +17,8 @@ def env_for(server: ChatServer, **extra: str) -> dict[str, str]:
     return {"ASSISTERS_BASE_URL": server.base_url, "ASSISTERS_API_KEY": SECRET, **extra}
 
 
-def batch_run(server: ChatServer, *args: str, input: bytes = b"", **env: str) -> subprocess.CompletedProcess[bytes]:
+def batch_run(server: ChatServer, *args: str, input: bytes = b"", **env: str,
+              ) -> subprocess.CompletedProcess[bytes]:
     return run_cli("batch", "run", *args, input=input, env=env_for(server, **env), timeout=120)
 
 

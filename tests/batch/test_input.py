@@ -20,7 +20,8 @@ def line(value: object) -> bytes:
 
 
 @pytest.mark.parametrize("raw, expected", [
-    (line({"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {"messages": MESSAGES}}),
+    (line({"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
+           "body": {"messages": MESSAGES}}),
      ("a", {"messages": MESSAGES})),
     (line({"custom_id": "b", "body": {"messages": MESSAGES}}), ("b", {"messages": MESSAGES})),
     (line({"messages": MESSAGES, "model": "m"}), ("line-7", {"messages": MESSAGES, "model": "m"})),
@@ -35,7 +36,8 @@ def test_a_prompt_line_is_its_text_without_the_line_end():
     assert parse_line(b"Why is the sky blue?\r\n", 3, prompts=True) == (
         "line-3", {"messages": [{"role": "user", "content": "Why is the sky blue?"}]})
     assert parse_line(b"  \n", 4, prompts=True) is None
-    assert parse_line(b'{"messages": []}\n', 5, prompts=True)[1]["messages"][0]["content"] == '{"messages": []}'
+    as_text = parse_line(b'{"messages": []}\n', 5, prompts=True)
+    assert as_text is not None and as_text[1]["messages"][0]["content"] == '{"messages": []}'
 
 
 @pytest.mark.parametrize("raw, reason", [

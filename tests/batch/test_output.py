@@ -15,7 +15,8 @@ from assisters.errors import AssistersError, RequestError
 
 def ok(custom_id: str) -> bytes:
     return orjson.dumps({"id": "batch_req_1", "custom_id": custom_id,
-                         "response": {"status_code": 200, "request_id": None, "body": {}}, "error": None}) + b"\n"
+                         "response": {"status_code": 200, "request_id": None, "body": {}},
+                         "error": None}) + b"\n"
 
 
 def bad(custom_id: str) -> bytes:
@@ -25,7 +26,8 @@ def bad(custom_id: str) -> bytes:
 
 def http_bad(custom_id: str) -> bytes:
     return orjson.dumps({"id": "batch_req_3", "custom_id": custom_id,
-                         "response": {"status_code": 400, "request_id": None, "body": {}}, "error": None}) + b"\n"
+                         "response": {"status_code": 400, "request_id": None, "body": {}},
+                         "error": None}) + b"\n"
 
 
 def test_the_index_splits_done_and_failed(tmp_path: Path):

@@ -31,8 +31,8 @@ def test_every_input_form_and_the_output_line_field_by_field(server, tmp_path: P
     source = jsonl(tmp_path / "in.jsonl",
                    {"custom_id": "openai", "method": "POST", "url": "/v1/chat/completions",
                     "body": {"model": "echo", "messages": [{"role": "user", "content": "first form"}]}},
-                   {"custom_id": "together", "body": {"model": "echo",
-                                                      "messages": [{"role": "user", "content": "second form"}]}},
+                   {"custom_id": "together",
+                    "body": {"model": "echo", "messages": [{"role": "user", "content": "second form"}]}},
                    {"model": "echo", "messages": [{"role": "user", "content": "bare body"}]})
     out = tmp_path / "out.jsonl"
     result = batch_run(server, str(source), "-o", str(out), "-q")
@@ -72,7 +72,8 @@ def test_the_body_is_what_chat_json_prints(server, tmp_path: Path):
 def test_prompts_from_stdin_with_the_chat_options_as_defaults(server, tmp_path: Path):
     out = tmp_path / "out.jsonl"
     source = jsonl(tmp_path / "in.jsonl", {"custom_id": "own", "body": {
-        "model": "echo", "messages": [{"role": "system", "content": "mine"}, {"role": "user", "content": "a b c d"}],
+        "model": "echo",
+        "messages": [{"role": "system", "content": "mine"}, {"role": "user", "content": "a b c d"}],
         "max_tokens": 3}})
     result = batch_run(server, "--prompts", "-o", str(out), "-m", "echo", "--max-tokens", "2", "-s", "terse",
                        input=b"one two three\n\nfour five six\n")
@@ -127,7 +128,8 @@ def test_validation_errors_have_line_numbers_and_nothing_is_sent(server, tmp_pat
     assert server.requests_seen == 0 and not out.exists()
     stdin = batch_run(server, input=b'{"messages": "hi"}\n')
     assert stdin.returncode == 65
-    assert stdin.stderr.decode().splitlines()[0] == "<stdin>:1: messages must be a non-empty list of message objects"
+    assert stdin.stderr.decode().splitlines()[0] == (
+        "<stdin>:1: messages must be a non-empty list of message objects")
 
 
 def test_dry_run_counts_and_estimates_and_sends_nothing(server, tmp_path: Path):
@@ -161,7 +163,8 @@ def test_a_rerun_sends_only_what_is_missing_and_says_how_many_it_skips(server, t
     assert result.returncode == 0
     stderr = result.stderr.decode().splitlines()
     assert stderr[0] == f"batch: skipping 2 of 5 requests already in {out}"
-    assert stderr[1].startswith(f"batch: 5 requests: 3 succeeded, 0 failed, 0 retried, 2 skipped (already in {out})")
+    assert stderr[1].startswith(
+        f"batch: 5 requests: 3 succeeded, 0 failed, 0 retried, 2 skipped (already in {out})")
     assert server.requests_seen == 3
     assert set(by_id(output_lines(out))) == {f"line-{i}" for i in range(1, 6)}
 
@@ -173,7 +176,8 @@ def test_failed_requests_get_error_lines_exit_3_and_retry_failed_replaces_them(t
     with ChatServer(ServeOptions(tokens_per_second=0, fail_ratio=0.3, fail_seed=1)) as srv:
         first = batch_run(srv, "--prompts", str(source), "-o", str(out), "-m", "echo", "--max-retries", "0",
                           "--summary-json", str(summary))
-        failed = {cid for cid, line in by_id(output_lines(out)).items() if line["response"]["status_code"] != 200}
+        failed = {cid for cid, line in by_id(output_lines(out)).items()
+                  if line["response"]["status_code"] != 200}
         assert first.returncode == 3
         assert 0 < len(failed) < 30
         assert srv.state.limits.overloaded == len(failed)
@@ -236,7 +240,8 @@ def test_insufficient_quota_stops_keeps_what_is_done_and_exits_79(tmp_path: Path
     assert 1 <= refused <= 2  # stopped at once: only requests already in flight got the answer
     assert len(by_id(output_lines(out))) == 10  # no line for the refused ones: a rerun sends them
     assert result.stderr.decode().splitlines()[-1].startswith(
-        "assisters: error: stopped sending, the account is out of quota (HTTP 429: You exceeded your current quota")
+        "assisters: error: stopped sending, the account is out of quota "
+        "(HTTP 429: You exceeded your current quota")
     with ChatServer(ServeOptions(tokens_per_second=0)) as srv:
         rerun = batch_run(srv, "--prompts", str(source), "-o", str(out), "-m", "echo")
         assert rerun.returncode == 0 and srv.requests_seen == 20
@@ -256,10 +261,12 @@ def test_a_refused_key_stops_the_batch_at_once(tmp_path: Path):
 
 @pytest.mark.parametrize("fault, option, message", [
     ({"head_delay": 30}, "--first-byte-timeout", "no response within the first-byte timeout (0.3 s)"),
-    ({"first_token_delay_ms": 30000}, "--first-byte-timeout", "no response within the first-byte timeout (0.3 s)"),
+    ({"first_token_delay_ms": 30000}, "--first-byte-timeout",
+     "no response within the first-byte timeout (0.3 s)"),
     ({"stall_after": 1, "stall_seconds": 30}, "--idle-timeout", "nothing received for 0.3 s (idle timeout)"),
     ({"head_delay": 30}, "--total-timeout", "the run took longer than the total timeout (0.3 s)"),
-    ({"stall_after": 1, "stall_seconds": 30}, "--total-timeout", "the run took longer than the total timeout"),
+    ({"stall_after": 1, "stall_seconds": 30}, "--total-timeout",
+     "the run took longer than the total timeout"),
 ])
 def test_every_timeout_holds_for_every_request_in_flight(tmp_path: Path, fault, option, message):
     out = tmp_path / "out.jsonl"

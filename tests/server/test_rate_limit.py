@@ -89,6 +89,7 @@ def test_latency_delays_every_answer_and_counts_what_each_prompt_was_sent(client
 def test_new_options_are_checked():
     import pytest
 
-    for bad in ({"fail_ratio": 1.5}, {"rate_limit": 0}, {"rate_window": 0}, {"latency_ms": -1}, {"quota": -1}):
+    for bad in ({"fail_ratio": 1.5}, {"rate_limit": 0}, {"rate_window": 0}, {"latency_ms": -1},
+                {"quota": -1}):
         with pytest.raises(ValueError):
             ServeOptions(**bad)  # type: ignore[arg-type]
