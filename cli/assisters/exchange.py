@@ -94,6 +94,7 @@ class LiveExchange:
         self._timing = timing
         self._recorder = recorder
         self._watch = watch or Watchdog(first_byte=1.0, idle=1.0)  # unarmed: never fires
+        self._raw: Iterator[bytes] | None = None  # the body's reads, kept for finish_body
         self.recorded_ms: float | None = None
         self.head = ResponseHead(
             status=response.status_code,
@@ -118,11 +119,29 @@ class LiveExchange:
         if isinstance(timeouts, dict):
             timeouts["read"] = seconds
 
+    def finish_body(self, limit: int) -> bool:
+        """Read the rest of a body the reader stopped early (at ``[DONE]``), at most
+        ``limit`` bytes, so that the connection goes back to the pool instead of being
+        closed (a client sending many requests then never reconnects). True when the
+        body ended; a transport failure is not an error here."""
+        raw = self._raw
+        if raw is None:
+            return False
+        size = 0
+        try:
+            for data in raw:
+                size += len(data)
+                if size > limit:
+                    return False
+        except httpx.HTTPError:
+            return False
+        return True
+
     def reads(self) -> Iterator[bytes]:
         recorder = self._recorder
         watch = self._watch
         try:
-            raw = self._response.iter_raw()
+            raw = self._raw = self._response.iter_raw()
             watch.steps += 1  # waiting
             for data in raw:  # the first read, apart, so the loop below stays lean
                 watch.steps += 1

@@ -63,6 +63,10 @@ WriteLine = Callable[[int, "dict[str, Any] | None"], None]  # (order, line or No
 Notify = Callable[[str], None]
 DRAIN_SECONDS = 1.0  # after a stop: how long to wait for attempts that may still complete
 TICK_SECONDS = 0.5  # the progress display is offered a refresh at least this often
+# After [DONE], the rest of the body (the end of the chunked framing) is read so the
+# connection is reused: at most this much, for at most this long.
+FINISH_BYTES = 64 * 1024
+FINISH_SECONDS = 1.0
 
 
 class _Discard:
@@ -98,6 +102,7 @@ class Job:
     exchange: LiveExchange | None = None
     timed_out: TimeoutFailure | None = None
     cancelled: bool = False
+    finish_by: float | None = None  # reading the end of a complete body: cut it after this
 
     def __lt__(self, other: Job) -> bool:  # the retry heap's tie-break
         return self.order < other.order
@@ -385,11 +390,14 @@ class BatchEngine:
                 if job.cancelled or job.timed_out is not None:
                     exchange.abort()
                 consume_chat(exchange, _DISCARD, timing, answer=answer)
+                job.finish_by = time.monotonic() + FINISH_SECONDS
+                exchange.finish_body(FINISH_BYTES)
             return Outcome(job, answer.completion_object(), None, head, answer.usage)
         except AssistersError as exc:
             return Outcome(job, None, self._why(job, exc), head, answer.usage)
         finally:
             job.exchange = None
+            job.finish_by = None
 
     def _timeout(self, watch: Watchdog) -> httpx.Timeout:
         """This attempt's httpx timeouts: until the head, the first-byte timeout (or
@@ -423,6 +431,8 @@ class BatchEngine:
             now = time.monotonic()
             for job in list(self._flying.values()):
                 watch = job.watch
+                if job.finish_by is not None and now > job.finish_by and (exchange := job.exchange):
+                    exchange.abort()  # the answer is complete: only the connection is lost
                 if watch is None or job.timed_out is not None:
                     continue
                 fired = watch.check(now)
