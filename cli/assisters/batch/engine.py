@@ -142,6 +142,8 @@ class BatchEngine:
         self._room = room or (lambda: True)  # False while --ordered holds as many lines as it may
         self._url = settings.url("chat/completions")
         self._backstop = max(settings.first_byte_timeout, settings.idle_timeout) + 1.0
+        self._head_timeout = httpx.Timeout(connect=settings.connect_timeout, read=settings.first_byte_timeout,
+                                           write=settings.idle_timeout, pool=settings.connect_timeout)
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         # SimpleQueue: its put is reentrant, so a signal handler may post to it.
         self._results: queue.SimpleQueue[Outcome | _Signal] = queue.SimpleQueue()
@@ -402,13 +404,12 @@ class BatchEngine:
     def _timeout(self, watch: Watchdog) -> httpx.Timeout:
         """This attempt's httpx timeouts: until the head, the first-byte timeout (or
         what is left of the total) is the read timeout."""
-        settings = self.settings
-        read = settings.first_byte_timeout
         left = watch.remaining_total()
-        if left is not None:
-            read = max(0.001, min(read, left))
-        return httpx.Timeout(connect=settings.connect_timeout, read=read, write=settings.idle_timeout,
-                             pool=settings.connect_timeout)
+        if left is None or left >= self.settings.first_byte_timeout:
+            return self._head_timeout
+        settings = self.settings
+        return httpx.Timeout(connect=settings.connect_timeout, read=max(0.001, left),
+                             write=settings.idle_timeout, pool=settings.connect_timeout)
 
     @staticmethod
     def _why(job: Job, error: AssistersError) -> AssistersError:
