@@ -301,3 +301,51 @@ def test_the_key_never_reaches_output_summary_or_errors(tmp_path: Path):
     for data in (out.read_bytes(), summary.read_bytes(), result.stdout, result.stderr):
         assert not find_key(data)
     assert b"invalid request for key [REDACTED]" in out.read_bytes()
+
+
+def test_a_torn_last_line_is_repaired_and_its_request_sent_again(server, tmp_path: Path):
+    source = prompts_file(tmp_path / "q.txt", 3)
+    out = tmp_path / "out.jsonl"
+    batch_run(server, "--prompts", str(source), "-o", str(out), "-m", "echo", "-j", "1", "--ordered")
+    whole = out.read_bytes().splitlines(keepends=True)
+    out.write_bytes(b"".join(whole[:2]) + whole[2][:25])  # as a kill in the middle of a write leaves it
+    result = batch_run(server, "--prompts", str(source), "-o", str(out), "-m", "echo")
+    assert result.returncode == 0
+    assert result.stderr.decode().splitlines()[:2] == [
+        f"batch: {out}: cut away a torn last line (a run was stopped while writing it); "
+        "its request is sent again",
+        f"batch: skipping 2 of 3 requests already in {out}",
+    ]
+    assert set(by_id(output_lines(out))) == {"line-1", "line-2", "line-3"}
+    assert server.state.limits.sent["prompt 3"] == 2
+
+
+def test_tool_calls_reasoning_and_finish_reason_are_assembled_from_the_stream(tmp_path: Path):
+    from pytest_httpserver import HTTPServer
+
+    from tests.conftest import chunk, run_cli, sse
+
+    call = {"index": 0, "id": "call_1", "type": "function",
+            "function": {"name": "lookup", "arguments": '{"q":'}}
+    more = {"index": 0, "function": {"arguments": '"x"}'}}
+    stream = sse(chunk("", role="assistant"), chunk(reasoning_content="thinking "),
+                 chunk(reasoning_content="hard"), chunk(tool_calls=[call]), chunk(tool_calls=[more]),
+                 chunk(finish="tool_calls"),
+                 {"id": "chatcmpl-test", "object": "chat.completion.chunk", "choices": [],
+                  "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}})
+    with HTTPServer() as httpserver:
+        httpserver.expect_request("/v1/chat/completions").respond_with_data(
+            stream, content_type="text/event-stream", headers={"x-request-id": "req_abc"})
+        out = tmp_path / "out.jsonl"
+        result = run_cli("batch", "run", "--prompts", "-o", str(out), input=b"call a tool\n",
+                         env={"ASSISTERS_BASE_URL": httpserver.url_for("/v1"), "ASSISTERS_API_KEY": SECRET})
+    assert result.returncode == 0, result.stderr
+    line = output_lines(out)[0]
+    assert line["response"]["request_id"] == "req_abc"
+    assert line["response"]["body"] == {
+        "id": "chatcmpl-test", "object": "chat.completion", "created": 1731000000, "model": "test-model",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": None, "reasoning_content": "thinking hard",
+            "tool_calls": [{"id": "call_1", "type": "function",
+                            "function": {"name": "lookup", "arguments": '{"q":"x"}'}}]}}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}}
