@@ -193,7 +193,14 @@ class BatchEngine:
                 item = self._results.get(timeout=wait)
             except queue.Empty:
                 continue
-            self._handle(item)
+            while True:  # every answer that is in, then one dispatch: fewer wake-ups under load
+                self._handle(item)
+                if self._stopping:
+                    break
+                try:
+                    item = self._results.get_nowait()
+                except queue.Empty:
+                    break
             if self._tick is not None:
                 self._tick()
 
