@@ -8,13 +8,14 @@ bench/README.md: both are measured side by side).
 
 The shape:
 
-* the **main thread** is the dispatcher: it takes requests from the input one at a
-  time (never the whole input), asks the :class:`~assisters.batch.pacing.Governor`
-  when each may go, hands it to a worker, and handles every attempt's end: a line
-  for OUTPUT, a retry (later, in a heap, without holding a slot while it waits), or
-  the end of the batch (a bad key, no quota, Ctrl-C). Only it writes OUTPUT;
-* **workers** (``-j`` daemon threads) run one attempt each: build the request, read
-  the reply into an ``Answer`` through the core, hand back the outcome;
+* **workers** (``-j`` daemon threads) each loop: take the next request under the
+  engine's lock (the :class:`~assisters.batch.pacing.Governor` says when one may go;
+  a retry that is due comes first; new requests are read from the input one at a time,
+  never the whole input), send it and read the reply into an ``Answer`` through the
+  core with the lock released, then, under the lock again, handle the outcome: a line
+  for OUTPUT, a retry (into a heap, due later, holding no slot while it waits), or the
+  end of the batch (a bad key, no quota). No hand-off to another thread lies between
+  two requests, which keeps the CPU per request at that of a plain thread pool;
 * a **monitor** thread enforces the first-byte, idle and total timeouts of every
   request in flight (the SIGALRM watchdog works only for the main thread): each
   request has its own :class:`~assisters.deadline.Watchdog`, which the core's reads
@@ -23,8 +24,10 @@ The shape:
   head there is no connection to cut yet: httpx's read timeout, set per request to
   the first-byte timeout (or what is left of the total), covers that wait, and is
   raised to the backstop once the head is in;
-* signals (SIGINT, SIGTERM) only post a message to the main thread's queue, so the
-  dispatcher stops between two steps, never in the middle of writing a line.
+* the **main thread** shows progress and takes signals: SIGINT and SIGTERM only post
+  a number to a queue it waits on, so the batch stops between two steps, never in the
+  middle of writing a line; at the end it cuts what is still in flight and waits a
+  moment (``DRAIN_SECONDS``) for attempts that complete.
 
 Retries follow the chat rules (:func:`~assisters.retry.retry_delay`): connect errors,
 timeouts, 408, 409, 429, 5xx, a cut stream; the backoff and the server's Retry-After
@@ -119,11 +122,6 @@ class Outcome:
     usage: Any = None
 
 
-@dataclass(frozen=True)
-class _Signal:
-    signum: int
-
-
 class BatchEngine:
     """Runs the requests of one batch; see the module docstring."""
 
@@ -144,9 +142,12 @@ class BatchEngine:
         self._backstop = max(settings.first_byte_timeout, settings.idle_timeout) + 1.0
         self._head_timeout = httpx.Timeout(connect=settings.connect_timeout, read=settings.first_byte_timeout,
                                            write=settings.idle_timeout, pool=settings.connect_timeout)
-        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()  # everything below; held briefly, never across a request
+        self._changed = threading.Condition(self._lock)
         # SimpleQueue: its put is reentrant, so a signal handler may post to it.
-        self._results: queue.SimpleQueue[Outcome | _Signal] = queue.SimpleQueue()
+        self._signals: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._closed = False
         self._flying: dict[int, Job] = {}
         self._retries: list[tuple[float, Job]] = []
         self._next: Job | None = None
@@ -154,9 +155,9 @@ class BatchEngine:
         self._exhausted = False
         self._orders = 0
         self._stopping = False
-        self._done = threading.Event()
+        self._over = threading.Event()  # every request has its outcome, or the batch stopped
 
-    # -- the main thread -------------------------------------------------------
+    # -- the main thread: signals, progress, the end ----------------------------
 
     def run(self, requests: Iterator[BatchRequest]) -> BatchStats:
         """Send every request, each until it succeeds or fails for good, or the batch stops."""
@@ -164,63 +165,83 @@ class BatchEngine:
         threads = [threading.Thread(target=self._work, name=f"batch-{i}", daemon=True)
                    for i in range(self.concurrency)]
         threads.append(threading.Thread(target=self._monitor, name="batch-monitor", daemon=True))
-        for thread in threads:
-            thread.start()
-        previous = _catch_signals(self._results)
+        previous = _catch_signals(self._signals)
         try:
-            self._loop()
+            for thread in threads:
+                thread.start()
+            while not self._over.is_set():
+                try:
+                    signum = self._signals.get(timeout=TICK_SECONDS)
+                except queue.Empty:
+                    signum = None
+                if signum:  # 0: a worker saying the batch is over
+                    with self._lock:
+                        terminated = signum == signal.SIGTERM
+                        self._stop("terminated" if terminated else "interrupted",
+                                   "terminated by SIGTERM" if terminated else "interrupted")
+                if self._tick is not None:
+                    self._tick()
         finally:
             _restore_signals(previous)
             self._finish()
+        if self._error is not None:
+            raise self._error
         return self.stats
 
-    def _loop(self) -> None:
-        last_tick = time.monotonic()
-        while True:
-            if self._stopping:
-                return  # what is still in flight is cut and drained by _finish
-            now = time.monotonic()
-            wait = self._dispatch(now)
-            if not self._flying and self._exhausted and self._next is None and not self._retries:
-                return
-            if self._tick is not None:
-                if now - last_tick >= TICK_SECONDS:
-                    self._tick()
-                    last_tick = now
-                until_tick = max(0.0, last_tick + TICK_SECONDS - now)
-                wait = until_tick if wait is None else min(wait, until_tick)
-            try:
-                item = self._results.get(timeout=wait)
-            except queue.Empty:
-                continue
-            while True:  # every answer that is in, then one dispatch: fewer wake-ups under load
-                self._handle(item)
-                if self._stopping:
-                    break
-                try:
-                    item = self._results.get_nowait()
-                except queue.Empty:
-                    break
-            if self._tick is not None:
-                self._tick()
+    def _finish(self) -> None:
+        """Every way out: cut what is in flight, keep what completes within DRAIN_SECONDS."""
+        with self._lock:
+            if self._flying:
+                self._stop(self.stats.stopped or "interrupted", self.stats.stop_message or "interrupted")
+                deadline = time.monotonic() + DRAIN_SECONDS
+                while self._flying and (left := deadline - time.monotonic()) > 0:
+                    self._changed.wait(left)
+            self._closed = True  # an attempt that ends now is not written: the next run sends it
+            self._stopping = True
+            self.stats.in_flight = len(self._flying)
+            self.stats.ended = time.monotonic()
+            self._changed.notify_all()
+        self._over.set()
+        if self._tick is not None:
+            self._tick()
 
-    def _dispatch(self, now: float) -> float | None:
-        """Send what may go now; returns how long until something else may (None: at
-        the next answer)."""
+    # -- dispatching, by the workers under the lock ------------------------------
+
+    def _next_job(self) -> Job | None:
+        """The next request this worker sends; waits while none may go; None at the end.
+        Called with the lock held."""
+        while not self._stopping:
+            now = time.monotonic()
+            job, wait = self._dispatch(now)
+            if job is not None:
+                return job
+            if not self._flying and self._exhausted and self._next is None and not self._retries:
+                self._stopping = True  # every request has its outcome: nothing more to send
+                self._over.set()
+                self._signals.put(0)  # wake the main thread now
+                self._changed.notify_all()
+                return None
+            self._changed.wait(wait)
+        return None
+
+    def _dispatch(self, now: float) -> tuple[Job | None, float | None]:
+        """A request that may go now, sent; else how long until one may (None: at the
+        next answer)."""
         while True:
             job, due = self._candidate(now)
             if job is None:
-                return due
+                return None, due
             delay = self.governor.delay(now, job.tokens)
             if delay is None:
-                return None  # every slot is busy: the next answer frees one
+                return None, None  # every slot is busy: the next answer frees one
             if delay > 0:
-                return delay if due is None else min(delay, due)
+                return None, delay if due is None else min(delay, due)
             self._take(job)
             if job.watch is not None and (left := job.watch.remaining_total()) is not None and left <= 0:
                 self._final(job, total_timeout(job.watch.total or 0.0), None)
                 continue
             self._send(job, now)
+            return job, None
 
     def _candidate(self, now: float) -> tuple[Job | None, float | None]:
         """The next request to send (a retry that is due first), and, when there is
@@ -259,13 +280,9 @@ class BatchEngine:
         job.marks = self.governor.sent(now, job.tokens)
         self._flying[job.order] = job
         self.stats.in_flight = len(self._flying)
-        self._jobs.put(job)
 
-    def _handle(self, item: Outcome | _Signal) -> None:
-        if isinstance(item, _Signal):
-            self._stop("terminated" if item.signum == signal.SIGTERM else "interrupted",
-                       "terminated by SIGTERM" if item.signum == signal.SIGTERM else "interrupted")
-            return
+    def _handle(self, item: Outcome) -> None:
+        """An attempt ended: its line, a retry, or the end of the batch (lock held)."""
         job = item.job
         now = time.monotonic()
         self._flying.pop(job.order, None)
@@ -344,42 +361,34 @@ class BatchEngine:
         if self._next is not None:  # numbered but never sent
             self._write(self._next.order, None)
             self._next = None
-
-    def _finish(self) -> None:
-        """Every way out: stop the threads, keep what completed, cut what did not."""
-        if self._flying:
-            self._stop(self.stats.stopped or "interrupted", self.stats.stop_message or "interrupted")
-            deadline = time.monotonic() + DRAIN_SECONDS
-            while self._flying and (left := deadline - time.monotonic()) > 0:
-                try:
-                    item = self._results.get(timeout=left)
-                except queue.Empty:
-                    break
-                if isinstance(item, Outcome) and (item.error is None or not item.job.cancelled):
-                    self._handle(item)
-                elif isinstance(item, Outcome):
-                    self._flying.pop(item.job.order, None)
-                    self._write(item.job.order, None)
-        self.stats.in_flight = len(self._flying)
-        self.stats.ended = time.monotonic()
-        self._done.set()
-        for _ in range(self.concurrency):
-            self._jobs.put(None)
+        self._over.set()
+        self._signals.put(0)  # wake the main thread, which drains and ends the run
+        self._changed.notify_all()
 
     # -- the workers -----------------------------------------------------------
 
     def _work(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
+        """Send, read, then handle the outcome and take the next request under the lock:
+        no hand-off to another thread between two requests."""
+        with self._lock:
+            job = self._next_job()
+        while job is not None:
             try:
                 outcome = self._attempt(job)
             except BaseException as exc:  # noqa: BLE001 - a worker must always answer
                 error = Cancelled("cancelled") if job.cancelled else job.timed_out or \
                     AssistersError(f"internal error: {type(exc).__name__}: {exc}")
                 outcome = Outcome(job, None, error, None)
-            self._results.put(outcome)
+            with self._lock:
+                if self._closed:
+                    return
+                try:
+                    self._handle(outcome)
+                except BaseException as exc:  # noqa: BLE001 - OUTPUT failed (a full disk, a closed pipe)
+                    self._error = exc
+                    self._stop("failed", str(exc))
+                self._changed.notify()  # a slot is free, or a retry is queued
+                job = self._next_job()
 
     def _attempt(self, job: Job) -> Outcome:
         if job.cancelled:
@@ -435,7 +444,7 @@ class BatchEngine:
         settings = self.settings
         tick = Watchdog(first_byte=settings.first_byte_timeout, idle=settings.idle_timeout,
                         total=settings.total_timeout).tick
-        while not self._done.wait(tick):
+        while not self._over.wait(tick):
             now = time.monotonic()
             for job in list(self._flying.values()):
                 watch = job.watch
@@ -457,13 +466,13 @@ def _rate_limited(error: AssistersError) -> bool:
             and error.status != ExitStatus.QUOTA)
 
 
-def _catch_signals(results: queue.SimpleQueue[Any]) -> dict[int, Any]:
-    """SIGINT and SIGTERM become messages to the main loop (main thread only)."""
+def _catch_signals(signals: queue.SimpleQueue[int]) -> dict[int, Any]:
+    """SIGINT and SIGTERM become messages to the main thread (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         return {}
     previous = {}
     for signum in (signal.SIGINT, signal.SIGTERM):
-        previous[signum] = signal.signal(signum, lambda number, frame: results.put(_Signal(number)))
+        previous[signum] = signal.signal(signum, lambda number, frame: signals.put(number))
     return previous
 
 
