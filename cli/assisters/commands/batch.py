@@ -40,7 +40,7 @@ def batch() -> None:
 
 def batch_input_options(command: Any) -> Any:
     """INPUT's form and the chat options that fill what a line's body does not set."""
-    command = request_options(command, option_flags=("--option",))
+    command = request_options(command, option_flags=("--option",), usage_default="on, for the summary")
     return click.option("--prompts", is_flag=True,
                         help="Each line of INPUT is plain prompt text (blank lines skipped).")(command)
 

@@ -51,7 +51,7 @@ def chat_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def request_options(command: Callable[..., Any], *, option_flags: tuple[str, ...] = ("-o", "--option"),
-                    ) -> Callable[..., Any]:
+                    usage_default: str = "only when -u or --json shows it") -> Callable[..., Any]:
     """The body fields a user sets from the command line (-m, -s, -t, ..., -o KEY VALUE).
 
     ``batch run`` takes them as defaults for every line, and spells ``-o KEY VALUE``
@@ -69,7 +69,7 @@ def request_options(command: Callable[..., Any], *, option_flags: tuple[str, ...
                      help="Any extra body field; VALUE is JSON when it parses as JSON, else a string."),
         click.option("--stream-usage/--no-stream-usage", default=None,
                      help="Ask for usage in the stream (stream_options.include_usage) "
-                          "[default: only when -u or --json shows it]."),
+                          f"[default: {usage_default}]."),
     ]
     for option in reversed(options):
         command = option(command)
