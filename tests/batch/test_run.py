@@ -349,3 +349,23 @@ def test_tool_calls_reasoning_and_finish_reason_are_assembled_from_the_stream(tm
             "tool_calls": [{"id": "call_1", "type": "function",
                             "function": {"name": "lookup", "arguments": '{"q":"x"}'}}]}}],
         "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}}
+
+
+def test_stdout_closed_early_ends_quietly_with_141(server, tmp_path: Path):
+    import os
+    import subprocess
+
+    from tests.batch.helpers import env_for
+    from tests.conftest import cli_command
+
+    source = prompts_file(tmp_path / "q.txt", 200)
+    run = subprocess.Popen(cli_command("batch", "run", "--prompts", str(source), "-m", "echo", "-j", "4"),
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env={**os.environ, **env_for(server)})
+    head = subprocess.Popen(["head", "-c", "300"], stdin=run.stdout, stdout=subprocess.PIPE)
+    assert run.stdout is not None
+    run.stdout.close()  # only head holds the pipe now, as in a shell
+    first, _ = head.communicate(timeout=60)
+    _, stderr = run.communicate(timeout=60)
+    assert len(first) == 300
+    assert (run.returncode, stderr) == (141, b"")

@@ -136,7 +136,7 @@ class BatchEngine:
         self.stats = stats
         self._write = write
         self._notify = notify
-        self._tick = tick  # the progress display: after every answer, and every TICK_SECONDS
+        self._tick = tick  # the progress display, refreshed every TICK_SECONDS
         self._room = room or (lambda: True)  # False while --ordered holds as many lines as it may
         self._url = settings.url("chat/completions")
         self._backstop = max(settings.first_byte_timeout, settings.idle_timeout) + 1.0
@@ -370,8 +370,7 @@ class BatchEngine:
     def _work(self) -> None:
         """Send, read, then handle the outcome and take the next request under the lock:
         no hand-off to another thread between two requests."""
-        with self._lock:
-            job = self._next_job()
+        job = self._between(None)
         while job is not None:
             try:
                 outcome = self._attempt(job)
@@ -379,16 +378,23 @@ class BatchEngine:
                 error = Cancelled("cancelled") if job.cancelled else job.timed_out or \
                     AssistersError(f"internal error: {type(exc).__name__}: {exc}")
                 outcome = Outcome(job, None, error, None)
-            with self._lock:
-                if self._closed:
-                    return
-                try:
+            job = self._between(outcome)
+
+    def _between(self, outcome: Outcome | None) -> Job | None:
+        """Under the lock: handle the attempt that ended, then take the next request."""
+        with self._lock:
+            if self._closed:
+                return None
+            try:
+                if outcome is not None:
                     self._handle(outcome)
-                except BaseException as exc:  # noqa: BLE001 - OUTPUT failed (a full disk, a closed pipe)
+                    self._changed.notify()  # a slot is free, or a retry is queued
+                return self._next_job()
+            except BaseException as exc:  # noqa: BLE001 - OUTPUT or INPUT failed: end the batch, say why
+                if self._error is None:
                     self._error = exc
-                    self._stop("failed", str(exc))
-                self._changed.notify()  # a slot is free, or a retry is queued
-                job = self._next_job()
+                self._stop("failed", str(exc))
+                return None
 
     def _attempt(self, job: Job) -> Outcome:
         if job.cancelled:
