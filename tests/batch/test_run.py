@@ -369,3 +369,12 @@ def test_stdout_closed_early_ends_quietly_with_141(server, tmp_path: Path):
     _, stderr = run.communicate(timeout=60)
     assert len(first) == 300
     assert (run.returncode, stderr) == (141, b"")
+
+
+def test_connections_are_reused_across_requests(server, tmp_path: Path):
+    source = prompts_file(tmp_path / "q.txt", 30)
+    result = batch_run(server, "--prompts", str(source), "-o", str(tmp_path / "out.jsonl"), "-m", "echo",
+                       "-j", "3")
+    assert result.returncode == 0
+    assert server.requests_seen == 30
+    assert server.state.connections_opened <= 3  # the end of each body is read, so httpx keeps it

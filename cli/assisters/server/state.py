@@ -26,6 +26,7 @@ class ServerState:
         self.streams_seen = 0
         self.disconnects = 0
         self.active_streams = 0
+        self.connections_opened = 0  # a client that reuses its connections keeps this low
         self.stopping = threading.Event()
         self.limits = AccountLimits(options)  # rate limits, quota, overload; what each prompt was sent
         self._lock = threading.Lock()
@@ -54,6 +55,7 @@ class ServerState:
 
     def track(self, connection: socket.socket) -> None:
         with self._lock:
+            self.connections_opened += 1
             self._connections.add(connection)
 
     def untrack(self, connection: socket.socket) -> None:
