@@ -378,3 +378,33 @@ def test_connections_are_reused_across_requests(server, tmp_path: Path):
     assert result.returncode == 0
     assert server.requests_seen == 30
     assert server.state.connections_opened <= 3  # the end of each body is read, so httpx keeps it
+
+
+def test_the_connect_timeout_holds_per_request(tmp_path: Path):
+    import contextlib
+    import socket
+
+    from tests.conftest import run_cli
+
+    with socket.socket() as listener:  # a backlog that is full: connection attempts hang
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = [socket.socket() for _ in range(4)]
+        for filler in fillers:
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+        try:
+            result = run_cli("batch", "run", "--prompts", "--connect-timeout", "0.3", "--max-retries", "0",
+                             input=b"a\nb\n", env={"ASSISTERS_BASE_URL": f"http://127.0.0.1:{port}/v1"})
+        finally:
+            for filler in fillers:
+                filler.close()
+    assert result.returncode == 3
+    lines = [orjson.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 2
+    expected = f"timed out connecting to http://127.0.0.1:{port}/v1/chat/completions (connect timeout of 0.3 s)"
+    assert all(line["error"]["message"].startswith(expected) for line in lines)
+    assert result.stderr.decode().splitlines()[0] == (
+        "batch: 2 requests: 0 succeeded, 2 failed (2 temporary), 0 retried, 0 skipped")

@@ -82,9 +82,8 @@ class BatchStats:
         failed = f"{self.failures} failed"
         if self.failed:
             failed += " (" + ", ".join(f"{count} {kind}" for kind, count in sorted(self.failed.items())) + ")"
-        where = f" in {output}" if output else ""
-        parts = [f"{self.succeeded} succeeded", failed, f"{self.retried} retried",
-                 f"{self.skipped} skipped (already{where})"]
+        skipped = f"{self.skipped} skipped (already in {output})" if output else f"{self.skipped} skipped"
+        parts = [f"{self.succeeded} succeeded", failed, f"{self.retried} retried", skipped]
         if self.not_sent:
             parts.append(f"{self.not_sent} not sent (a rerun sends them)")
         wall = self.elapsed()
