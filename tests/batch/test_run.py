@@ -404,7 +404,8 @@ def test_the_connect_timeout_holds_per_request(tmp_path: Path):
     assert result.returncode == 3
     lines = [orjson.loads(line) for line in result.stdout.splitlines()]
     assert len(lines) == 2
-    expected = f"timed out connecting to http://127.0.0.1:{port}/v1/chat/completions (connect timeout of 0.3 s)"
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    expected = f"timed out connecting to {url} (connect timeout of 0.3 s)"
     assert all(line["error"]["message"].startswith(expected) for line in lines)
     assert result.stderr.decode().splitlines()[0] == (
         "batch: 2 requests: 0 succeeded, 2 failed (2 temporary), 0 retried, 0 skipped")
