@@ -20,9 +20,11 @@ from assisters.redact import redact_url
 from assisters.visible import one_line
 
 
-def make_client(settings: Settings) -> httpx.Client:
+def make_client(settings: Settings, *, connections: int | None = None) -> httpx.Client:
     """An httpx client with the key, the timeouts and our User-Agent.
 
+    ``connections`` is how many requests it carries at once (``batch run -j``):
+    that many connections, all kept alive between requests; None keeps httpx's limits.
     The base URL never holds user info (:mod:`assisters.config` refuses it), so
     httpx never swaps the key for Basic auth."""
     headers = {"User-Agent": f"assisters/{__version__}"}
@@ -43,7 +45,11 @@ def make_client(settings: Settings) -> httpx.Client:
         # Plain http never does TLS (redirects are not followed), so skip loading the
         # CA bundle (about 20 ms); a context with no CAs would refuse any certificate.
         verify = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    return httpx.Client(headers=headers, timeout=timeout, follow_redirects=False, verify=verify)
+    limits = httpx.Limits()
+    if connections:
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    return httpx.Client(headers=headers, timeout=timeout, follow_redirects=False, verify=verify,
+                        limits=limits)
 
 
 # getaddrinfo's answers that mean "this name does not exist" (NXDOMAIN, no address

@@ -119,20 +119,29 @@ class Watchdog:
             )
         return None
 
-    def _on_tick(self, signum: int, frame: FrameType | None) -> None:
+    def check(self, now: float | None = None) -> TimeoutFailure | None:
+        """One tick of the timer: note progress since the last tick, and return the
+        timeout that has fired if the network code is waiting. Called by the SIGALRM
+        handler, or by a monitor thread that watches many requests (``batch run``)."""
         steps = self.steps
-        now = time.monotonic()
+        now = time.monotonic() if now is None else now
         if steps != self._seen_steps:  # progress since the last tick
             self._seen_steps = steps
             self._since = now
         if steps % 2 == 1:
-            error = self.expired(now)
-            if error is not None:
-                self.steps += 1  # this wait ends with the exception; cleanup must not see another
-                if self.total is not None and now - self.started >= self.total:
-                    self._total_fired = True
-                raise error
-        elif self.total is not None and not self._total_fired and now - self.started >= self.total:
+            return self.expired(now)
+        return None
+
+    def _on_tick(self, signum: int, frame: FrameType | None) -> None:
+        now = time.monotonic()
+        error = self.check(now)
+        if error is not None:
+            self.steps += 1  # this wait ends with the exception; cleanup must not see another
+            if self.total is not None and now - self.started >= self.total:
+                self._total_fired = True
+            raise error
+        if (self.steps % 2 == 0 and self.total is not None and not self._total_fired
+                and now - self.started >= self.total):
             # Not waiting on the network: the run is busy or blocked writing to stdout. The
             # total timeout is a hard limit, so it ends that too, once.
             self._total_fired = True

@@ -8,6 +8,7 @@ place (``commands.main``) turns them into a single stderr line and an exit code.
 | 0   | ok |
 | 1   | unexpected internal error (traceback only with ASSISTERS_DEBUG=1) |
 | 2   | usage error (bad option, no prompt, an argument that cannot be sent) |
+| 3   | batch: some requests failed (OUTPUT holds an error line for each) |
 | 65  | request rejected (HTTP 400, 404, 413, 422 and other 4xx; raw's body not JSON; a damaged recording) |
 | 68  | host not found: the base URL's host name does not exist (not retried) |
 | 69  | server error (HTTP 5xx, an error reported inside a 200 stream) |
@@ -16,8 +17,10 @@ place (``commands.main``) turns them into a single stderr line and an exit code.
 | 76  | protocol error (the reply is not HTTP, not a chat completion stream, or over a size limit) |
 | 77  | authentication (HTTP 401, 403) |
 | 78  | configuration (no API key or an unusable one, bad base URL, broken config file) |
+| 79  | out of quota (HTTP 429 ``insufficient_quota``: the account has no credit; never retried) |
 | 130 | interrupted (Ctrl-C) |
 | 141 | stdout closed early (broken pipe, e.g. ``| head``): quiet, like a tool killed by SIGPIPE |
+| 143 | terminated (SIGTERM): batch run keeps every completed line |
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class ExitStatus(IntEnum):
     OK = 0
     INTERNAL = 1
     USAGE = 2
+    PARTIAL = 3
     REJECTED = 65
     NO_HOST = 68  # sysexits EX_NOHOST
     SERVER = 69
@@ -37,8 +41,10 @@ class ExitStatus(IntEnum):
     PROTOCOL = 76
     AUTH = 77
     CONFIG = 78
+    QUOTA = 79
     INTERRUPTED = 130
     BROKEN_PIPE = 141
+    TERMINATED = 143
 
 
 class AssistersError(Exception):
@@ -115,12 +121,22 @@ class IncompleteStream(TemporaryError):
 
 
 class HTTPStatusError(AssistersError):
-    """A non-2xx answer; the message is the server's own where it gave one."""
+    """A non-2xx answer; the message is the server's own where it gave one.
 
-    def __init__(self, http_status: int, message: str) -> None:
+    ``body`` is the start of the server's error body (``ERROR_BODY_LIMIT`` bytes at
+    most) and ``code`` its ``error.code`` (``insufficient_quota``, ...), for callers
+    that keep or classify the answer (``batch run`` writes it to OUTPUT).
+    """
+
+    def __init__(self, http_status: int, message: str, *, body: bytes = b"", code: str | None = None) -> None:
         super().__init__(message, status_for_http(http_status))
         self.http_status = http_status
+        self.body = body
+        self.code = code
         self.retryable = http_status in RETRYABLE_HTTP
+        if code == QUOTA_CODE:  # out of credit: waiting does not help, and it is the account's
+            self.status = ExitStatus.QUOTA
+            self.retryable = False
 
 
 class StreamError(AssistersError):
@@ -135,6 +151,8 @@ class StreamError(AssistersError):
 # Worth sending again: timeouts, conflicts, rate limits and overloaded or restarting
 # servers. 400, 401, 403, 404, 413 and 422 would fail the same way every time.
 RETRYABLE_HTTP = frozenset({408, 409, 429, 500, 502, 503, 504})
+# The error code of a 429 that means "the account has no credit", not "slow down" (OpenAI's).
+QUOTA_CODE = "insufficient_quota"
 
 
 def status_for_http(code: int) -> ExitStatus:

@@ -9,6 +9,8 @@ incrementally for the commands that parse the body.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import time
 import zlib
 from collections.abc import Iterable, Iterator
@@ -95,6 +97,7 @@ class LiveExchange:
         self._timing = timing
         self._recorder = recorder
         self._watch = watch or Watchdog(first_byte=1.0, idle=1.0)  # unarmed: never fires
+        self._raw: Iterator[bytes] | None = None  # the body's reads, kept for finish_body
         self.recorded_ms: float | None = None
         self.head = ResponseHead(
             status=response.status_code,
@@ -103,11 +106,45 @@ class LiveExchange:
             http_version=response.http_version,
         )
 
+    def abort(self) -> None:
+        """Cut the connection now, from any thread: a read blocked on it returns at once
+        (closing a socket does not wake a blocked read on Linux; shutting it down does)."""
+        stream = self._response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's, also under TLS
+
+    def set_read_timeout(self, seconds: float) -> None:
+        """httpx's timeout for the body's reads from now on (its ``timeout`` request
+        extension, read when the body's first read starts)."""
+        timeouts = self._response.request.extensions.get("timeout")
+        if isinstance(timeouts, dict):
+            timeouts["read"] = seconds
+
+    def finish_body(self, limit: int) -> bool:
+        """Read the rest of a body the reader stopped early (at ``[DONE]``), at most
+        ``limit`` bytes, so that the connection goes back to the pool instead of being
+        closed (a client sending many requests then never reconnects). True when the
+        body ended; a transport failure is not an error here."""
+        raw = self._raw
+        if raw is None:
+            return False
+        size = 0
+        try:
+            for data in raw:
+                size += len(data)
+                if size > limit:
+                    return False
+        except httpx.HTTPError:
+            return False
+        return True
+
     def reads(self) -> Iterator[bytes]:
         recorder = self._recorder
         watch = self._watch
         try:
-            raw = self._response.iter_raw()
+            raw = self._raw = self._response.iter_raw()
             watch.steps += 1  # waiting
             for data in raw:  # the first read, apart, so the loop below stays lean
                 watch.steps += 1
@@ -156,9 +193,11 @@ def open_exchange(
     timing: Timing,
     recorder: Recorder | None = None,
     watch: Watchdog | None = None,
+    timeout: httpx.Timeout | None = None,
 ) -> Iterator[LiveExchange]:
     """Send ``request`` and yield the streamed exchange; the connection is closed
-    on every way out (end of body, an error, a timeout, a broken pipe, Ctrl-C)."""
+    on every way out (end of body, an error, a timeout, a broken pipe, Ctrl-C).
+    ``timeout`` replaces the client's timeouts for this request."""
     if recorder is not None:
         recorder.request(with_client_headers(client, request))
     responded = False
@@ -166,8 +205,9 @@ def open_exchange(
         if watch is not None:
             watch.new_attempt()
         content = request.body if request.stream is None else request.stream
+        extra = {} if timeout is None else {"timeout": timeout}
         with client.stream(request.method, request.url, content=content,
-                           headers=request.headers) as response:
+                           headers=request.headers, **extra) as response:
             responded = True
             if watch is not None:
                 watch.response_head()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from assisters.answer import error_message, parse_json
 from assisters.body_text import excerpt as body_excerpt
-from assisters.errors import HTTPStatusError
+from assisters.errors import QUOTA_CODE, HTTPStatusError
 from assisters.redact import redact_url
 from assisters.visible import one_line
 
@@ -27,7 +27,8 @@ ERROR_BODY_LIMIT = 64 * 1024  # how much of an error body is read to find its me
 def status_error(head: ResponseHead, body: bytes) -> HTTPStatusError:
     """The error for a non-2xx response, worded from its body where it can be."""
     code = head.status
-    message = error_message(parse_json(body))
+    payload = parse_json(body)
+    message = error_message(payload)
     if message:
         text = f"HTTP {code}: {one_line(message, 400)}"
     else:
@@ -39,9 +40,20 @@ def status_error(head: ResponseHead, body: bytes) -> HTTPStatusError:
     retry_after = retry_after_seconds(head)
     if retry_after is not None:
         text += f" (retry after {retry_after:g} s)"
-    error = HTTPStatusError(code, text)
+    error = HTTPStatusError(code, text, body=body, code=error_code(payload))
     error.retry_after = retry_after
     return error
+
+
+def error_code(payload: object) -> str | None:
+    """``error.code`` (or ``error.type``) of an OpenAI-style error body, when it is a string."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("error"), dict):
+        return None
+    for key in ("code", "type"):
+        value = payload["error"].get(key)
+        if value == QUOTA_CODE or (key == "code" and isinstance(value, str) and value):
+            return str(value)
+    return None
 
 
 def retry_after_seconds(head: ResponseHead, now: float | None = None) -> float | None:

@@ -266,8 +266,10 @@ def run_chat(open_attempt: AttemptOpener, sink: ChatSink, *, body: bytes | None,
 
 
 def retry_delay(policy: RetryPolicy, number: int, exc: AssistersError, waited: float) -> float:
-    """How long to wait before trying again; gives up (exit 75) when the server
-    asks for more than the caps allow."""
+    """How long to wait before retry ``number`` (1-based) after ``exc``, having waited
+    ``waited`` seconds already: the server's own wait, else backoff with jitter. Raises
+    :class:`TemporaryError` (exit 75) when that passes the caps. Shared by ``chat``
+    and the batch engine."""
     asked = exc.retry_after
     delay = asked if asked is not None else backoff_delay(policy, number)
     if asked is not None and asked > policy.max_wait:

@@ -7,6 +7,19 @@ does not care which road a batch took. Built on the core: the SSE decoder and
 :class:`~assisters.answer.Answer` for each reply, the retry rules of
 :mod:`assisters.retry`, and the statuses of :mod:`assisters.errors`.
 
+``batch run``, on this machine:
+
+* :mod:`~assisters.batch.input`: the input's line forms, the chat options as
+  defaults, the whole input checked first (shared by every batch command);
+* :mod:`~assisters.batch.lines`: the OpenAI Batch output line;
+* :mod:`~assisters.batch.output`: OUTPUT written a whole line at a time, what an
+  earlier run left in it, ``--retry-failed``'s atomic rewrite, ``--ordered``;
+* :mod:`~assisters.batch.pacing`: when the next request may go (rate limits);
+* :mod:`~assisters.batch.engine`: the requests in flight, their timeouts, signals;
+* :mod:`~assisters.batch.summary` and :mod:`~assisters.batch.progress`: what a
+  person sees;
+* :mod:`~assisters.batch.run`: ``batch run`` from start to exit status.
+
 The provider's Batch API, client side:
 
 * :mod:`~assisters.batch.provider`: :class:`~assisters.batch.provider.BatchClient`

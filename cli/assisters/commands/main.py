@@ -20,6 +20,7 @@ import sys
 import click
 
 from assisters import __version__, stdio
+from assisters.commands.batch import batch
 from assisters.commands.chat import chat
 from assisters.commands.completion import COMPLETE_VAR, completion
 from assisters.commands.conversations import conversations
@@ -42,7 +43,7 @@ def cli() -> None:
     """
 
 
-for _command in (chat, conversations, debug, raw, replay, serve, models, completion):
+for _command in (chat, conversations, debug, raw, replay, batch, serve, models, completion):
     cli.add_command(_command)
 
 

@@ -193,8 +193,18 @@ def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def chat_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The request options shared by the commands that send a chat prompt."""
+    command = connection_options(command)
+    command = request_options(command)
+    return click.argument("prompt", nargs=-1, type=TEXT)(command)
+
+
+def request_options(command: Callable[..., Any], *, option_flags: tuple[str, ...] = ("-o", "--option"),
+                    usage_default: str = "only when -u or --json shows it") -> Callable[..., Any]:
+    """The body fields a user sets from the command line (-m, -s, -t, ..., -o KEY VALUE).
+
+    ``batch run`` takes them as defaults for every line, and spells ``-o KEY VALUE``
+    ``--option`` only, because its ``-o`` is OUTPUT."""
     options = [
-        click.argument("prompt", nargs=-1, type=TEXT),
         click.option("-m", "--model", type=NAME, shell_complete=_complete_model,
                      help="Model name [env ASSISTERS_MODEL; default llama-3.1-8b]."),
         click.option("-s", "--system", type=TEXT, metavar="TEXT", help="System prompt."),
@@ -203,14 +213,13 @@ def chat_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--top-p", type=FiniteFloat(), metavar="P", help="Nucleus sampling probability mass."),
         click.option("--stop", type=TEXT, multiple=True, metavar="TEXT", help="Stop sequence (repeatable)."),
         click.option("--seed", type=WholeNumber(), metavar="N", help="Sampling seed (a 64-bit integer)."),
-        click.option("-o", "--option", "extra", type=click.Tuple([NAME, TEXT]), multiple=True,
+        click.option(*option_flags, "extra", type=click.Tuple([NAME, TEXT]), multiple=True,
                      metavar="KEY VALUE",
                      help="Any extra body field; VALUE is JSON when it parses as JSON, else a string."),
         click.option("--stream-usage/--no-stream-usage", default=None,
                      help="Ask for usage in the stream (stream_options.include_usage) "
-                          "[default: only when -u or --json shows it]."),
+                          f"[default: {usage_default}]."),
     ]
-    command = connection_options(command)
     for option in reversed(options):
         command = option(command)
     return command
@@ -253,11 +262,12 @@ def verbose_option(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 
-def retry_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--max-retries, --max-retry-wait, --max-total-wait, --resume, --max-resumes and -q."""
+def retry_limit_options(command: Callable[..., Any], *, scope: str = "before any text is shown",
+                        ) -> Callable[..., Any]:
+    """--max-retries, --max-retry-wait and --max-total-wait."""
     options = [
         click.option("--max-retries", type=click.IntRange(0, 100), metavar="N",
-                     help="Retries before any text is shown (connect errors, timeouts, 408, 409, 429, 5xx) "
+                     help=f"Retries {scope} (connect errors, timeouts, 408, 409, 429, 5xx) "
                           "[env ASSISTERS_MAX_RETRIES; default 2]."),
         click.option("--max-retry-wait", type=SECONDS, metavar="S",
                      help="Longest single wait, ours or the server's Retry-After "
@@ -265,6 +275,15 @@ def retry_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--max-total-wait", type=SECONDS, metavar="S",
                      help="Longest time spent waiting to retry in all [env ASSISTERS_MAX_TOTAL_WAIT; "
                           "default 120]."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def retry_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--max-retries, --max-retry-wait, --max-total-wait, --resume, --max-resumes and -q."""
+    options = [
         click.option("--resume/--no-resume", default=None,
                      help="When the stream breaks after text was shown, ask the server to continue it "
                           "[env ASSISTERS_RESUME; default off]."),
@@ -274,4 +293,4 @@ def retry_options(command: Callable[..., Any]) -> Callable[..., Any]:
     ]
     for option in reversed(options):
         command = option(command)
-    return command
+    return retry_limit_options(command)

@@ -59,6 +59,20 @@ from assisters.commands.options import CONTEXT_SETTINGS, NAME
               help="... for its first K requests (0: always); --retry-after applies.")
 @click.option("--context-length", type=click.IntRange(min=1), metavar="N",
               help="Refuse prompts over N tokens (words) with 400 context_length_exceeded.")
+@click.option("--latency-ms", default=0.0, type=click.FloatRange(0, 3600000), metavar="MS",
+              help="Pause before answering each chat request.")
+@click.option("--rate-limit", type=click.IntRange(min=1), metavar="N",
+              help="Let N chat requests through per --rate-window; more get 429 with Retry-After.")
+@click.option("--token-limit", type=click.IntRange(min=1), metavar="T",
+              help="Let T tokens (prompt + max_tokens) through per --rate-window.")
+@click.option("--rate-window", default=60.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              metavar="S", help="The sliding window of --rate-limit and --token-limit, in seconds.")
+@click.option("--quota", type=click.IntRange(min=0), metavar="N",
+              help="After N answered requests, answer 429 insufficient_quota.")
+@click.option("--fail-ratio", default=0.0, type=click.FloatRange(0, 1), metavar="R",
+              help="Answer this share of chat requests with 503 ...")
+@click.option("--fail-seed", default=0, show_default=True, type=int, metavar="N",
+              help="... chosen by this seed (and the request body), so runs repeat.")
 @click.option("-v", "--verbose", is_flag=True, help="Log one line per request on stderr.")
 def serve(**params: Any) -> None:
     """Run a local OpenAI-compatible server (models: echo, lorem) with fault injection.

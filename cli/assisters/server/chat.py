@@ -28,6 +28,14 @@ def chat_completions(handler: Responder, body: bytes) -> None:
     state = handler.state
     options = state.options
     number = state.note_request()
+    handler.answer_headers["x-request-id"] = f"req_{uuid.uuid4().hex[:24]}"
+    refusal, limit_headers = state.limits.check(body)
+    handler.answer_headers.update(limit_headers)
+    if refusal is not None:
+        raise refusal
+    if options.latency_ms and state.stopping.wait(options.latency_ms / 1000):
+        handler.close_connection = True
+        return
     if options.head_delay and state.stopping.wait(options.head_delay):
         handler.close_connection = True  # shutting down: no answer at all
         return

@@ -27,6 +27,7 @@ class Responder(Protocol):
     close_connection: bool
     path: str  # as requested, with the query string
     headers: Message  # the request's
+    answer_headers: dict[str, str]  # sent with whatever answer the request gets
 
     def send_response(self, code: int, message: str | None = None) -> None: ...
 

@@ -32,6 +32,7 @@ class RequestHandler(BaseHTTPRequestHandler):
     server_version = "assisters-serve"
     disable_nagle_algorithm = True  # TCP_NODELAY: each SSE event leaves at once
     timeout = IDLE_TIMEOUT
+    answer_headers: dict[str, str] = {}  # noqa: RUF012 - replaced per request in _dispatch, never mutated
 
     @property
     def state(self) -> ServerState:
@@ -68,7 +69,14 @@ class RequestHandler(BaseHTTPRequestHandler):
         if self.state.options.verbose:
             sys.stderr.write(visible(fmt % args) + "\n")
 
+    def end_headers(self) -> None:
+        """The head, with the headers an endpoint gave for every answer to this request."""
+        for name, value in self.answer_headers.items():
+            self.send_header(name, value)
+        super().end_headers()
+
     def _dispatch(self) -> None:
+        self.answer_headers: dict[str, str] = {}  # x-request-id, x-ratelimit-*: set by the endpoint
         options = self.state.options
         try:
             body = self._read_body(*body_limit(self.command, self.path, options))

@@ -49,6 +49,14 @@ class ServeOptions:
     max_batch_requests: int = 50_000  # the most requests one batch input file may hold
     api_fail_status: int | None = None  # answer the Files/Batches API with this status ...
     api_fail_times: int = 1  # ... for its first K requests (then normal); 0 = forever
+    # The account (server/rate_limit.py): latency, rate limits, quota, overload.
+    latency_ms: float = 0.0  # pause before answering each chat request
+    rate_limit: int | None = None  # chat requests let through per rate_window ...
+    token_limit: int | None = None  # ... and tokens (prompt + max_tokens) per rate_window
+    rate_window: float = 60.0  # seconds, a sliding window
+    quota: int | None = None  # after this many answered requests: 429 insufficient_quota
+    fail_ratio: float = 0.0  # this share of chat requests gets 503 ...
+    fail_seed: int = 0  # ... chosen by this seed, the body and its repeat count
 
     def __post_init__(self) -> None:
         problems = _option_problems(self)
@@ -101,6 +109,13 @@ def _option_problems(o: ServeOptions) -> list[str]:
         ("api_fail_status", _within(o.api_fail_status, 400, 599, optional=True), "400..599"),
         ("api_fail_times", _within(o.api_fail_times, 0, big), ">= 0"),
         ("context_length", _within(o.context_length, 1, big, optional=True), ">= 1"),
+        ("latency_ms", _within(o.latency_ms, 0, 3_600_000), "milliseconds from 0 to 3600000"),
+        ("rate_limit", _within(o.rate_limit, 1, big, optional=True), ">= 1"),
+        ("token_limit", _within(o.token_limit, 1, 2**62, optional=True), ">= 1"),
+        ("rate_window", _within(o.rate_window, 0.001, day), f"seconds from 0.001 to {day:g}"),
+        ("quota", _within(o.quota, 0, 2**62, optional=True), ">= 0"),
+        ("fail_ratio", _within(o.fail_ratio, 0, 1), "from 0 to 1"),
+        ("fail_seed", _within(o.fail_seed, -(2**63), 2**63 - 1), "a 64-bit integer"),
     ]
     return [f"{name} (--{name.replace('_', '-')}) must be {bounds}, not {getattr(o, name)!r}"
             for name, ok, bounds in checks if not ok]

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from assisters.server.options import ServeOptions
+from assisters.server.rate_limit import AccountLimits
 
 MAX_STORED_BYTES = 4 * 1024 * 1024 * 1024  # all files of one server together (a temp dir on disk)
 MAX_BATCHES = 10_000  # batches one server remembers
@@ -53,9 +54,11 @@ class ServerState:
         self.disconnects = 0
         self.active_streams = 0
         self.api_requests_seen = 0
+        self.connections_opened = 0  # a client that reuses its connections keeps this low
         self.stopping = threading.Event()
         self.files = FileStore()
         self.batches = BatchTable()
+        self.limits = AccountLimits(options)  # rate limits, quota, overload; what each prompt was sent
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
 
@@ -88,6 +91,7 @@ class ServerState:
 
     def track(self, connection: socket.socket) -> None:
         with self._lock:
+            self.connections_opened += 1
             self._connections.add(connection)
 
     def untrack(self, connection: socket.socket) -> None:
