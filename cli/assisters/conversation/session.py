@@ -55,11 +55,19 @@ class Transcript:
 
     @property
     def shown(self) -> str:
-        return "".join(self._joined) + "".join(self._pieces)
+        """The text, joined; the pieces are let go (one copy of a long answer, not two)."""
+        self._joined.append("".join(self._pieces))
+        self._pieces.clear()
+        text = "".join(self._joined)
+        self._joined = [text]
+        return text
 
     @property
     def reasoning_text(self) -> str:
         return "".join(self._reasoning)
+
+
+_NO_TRANSCRIPT = Transcript()  # shows "": nothing was kept
 
 
 class Turn:
@@ -239,12 +247,15 @@ class Session:
         settings = self.settings if self.model == self.settings.model else dataclasses.replace(
             self.settings, model=self.model)
         opener = live(settings, chat_request(settings, body), "chat", self.streams, save=self.options.save)
-        transcript = Transcript()
         options = self.options
+        # The shown text is kept only where it is used again: stored, or the next turn of
+        # a session. A one-shot --no-store chat keeps nothing, so its memory stays flat.
+        transcript = Transcript() if self.file is not None or options.interactive else _NO_TRANSCRIPT
         try:
             result = render_chat(opener, self.streams, as_json=options.as_json, show_usage=options.show_usage,
                                  policy=RetryPolicy.from_settings(settings), watch=opener.watch,
-                                 request_body=body, quiet=options.quiet, tee=transcript,
+                                 request_body=body, quiet=options.quiet,
+                                 tee=None if transcript is _NO_TRANSCRIPT else transcript,
                                  json_extra={"conversation": self.id} if self.id else None)
         except AssistersError as exc:
             return Turn(transcript.shown, error=exc)
