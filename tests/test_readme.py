@@ -90,7 +90,8 @@ def test_architecture_names_only_paths_that_exist():
             path = package / (module + ".py")
             if path.is_file():
                 checked += 1
-                assert re.search(rf"^\s*(?:def|class) {name}\b|^{name}(?:: [^=]+)? = ", path.read_text(), re.M), span
+                defined = rf"^\s*(?:def|class) {name}\b|^{name}(?:: [^=]+)? = "
+                assert re.search(defined, path.read_text(), re.M), span
                 continue
         if PATH_LIKE.match(span):
             path = span.split(":")[0].rstrip("/")

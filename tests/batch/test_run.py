@@ -132,6 +132,17 @@ def test_validation_errors_have_line_numbers_and_nothing_is_sent(server, tmp_pat
         "<stdin>:1: messages must be a non-empty list of message objects")
 
 
+def test_an_option_that_cannot_be_sent_is_a_usage_error_naming_option(server, tmp_path: Path):
+    """The defaults go through chat's own checks: --option seed 1e400 is refused as in chat."""
+    out = tmp_path / "out.jsonl"
+    result = batch_run(server, "--prompts", "-o", str(out), "--option", "seed", "1e400", input=b"hi\n")
+    assert result.returncode == 2
+    assert result.stderr.decode() == (
+        "assisters batch run: error: Invalid value for '--option': seed '1e400': "
+        "the number 1e400 is too large for a double (see 'assisters batch run --help')\n")
+    assert server.requests_seen == 0 and not out.exists()
+
+
 def test_dry_run_counts_and_estimates_and_sends_nothing(server, tmp_path: Path):
     source = prompts_file(tmp_path / "q.txt", 3)
     result = batch_run(server, "--prompts", "--dry-run", str(source))

@@ -120,17 +120,8 @@ def run(**params: Any) -> None:
 def chat_defaults(params: dict[str, Any], settings: Settings) -> ChatOptions:
     """The chat options as the defaults of every line. Requests stream, with usage
     asked for, unless --no-stream or --no-stream-usage (or its setting) says otherwise."""
-    from assisters.request import ChatOptions, parse_option_value
+    from assisters.commands.inputs import chat_options_from
 
-    return ChatOptions(
-        model=settings.model,
-        system=params.get("system"),
-        temperature=params.get("temperature"),
-        max_tokens=params.get("max_tokens"),
-        top_p=params.get("top_p"),
-        stop=tuple(params.get("stop") or ()),
-        seed=params.get("seed"),
-        extra={key: parse_option_value(value) for key, value in params.get("extra") or ()},
-        stream=not params.get("no_stream"),
-        stream_usage=settings.stream_usage is not False,
-    )
+    stream = not params.get("no_stream")
+    return chat_options_from(params, settings, stream=stream, stream_usage=settings.stream_usage is not False,
+                             option_hint="'--option'")

@@ -13,6 +13,7 @@ import click
 
 if TYPE_CHECKING:
     from assisters.config import Settings
+    from assisters.request import ChatOptions
     from assisters.terminal import Streams
 
 
@@ -56,10 +57,20 @@ def read_prompt(prompt_args: tuple[str, ...], streams: Streams) -> str:
 
 def chat_body(params: dict[str, Any], settings: Settings, prompt: str, *, stream: bool,
               usage_shown: bool) -> bytes:
-    from assisters.request import ChatOptions, build_chat_body, encode_body, parse_option_value
+    from assisters.request import build_chat_body, encode_body
 
     stream_usage = settings.stream_usage if settings.stream_usage is not None else usage_shown
-    options = ChatOptions(
+    options = chat_options_from(params, settings, stream=stream, stream_usage=stream and stream_usage)
+    return encode_body(build_chat_body(prompt, options))
+
+
+def chat_options_from(params: dict[str, Any], settings: Settings, *, stream: bool,
+                      stream_usage: bool, option_hint: str = "'-o' / '--option'") -> ChatOptions:
+    """The body fields the request options give (-m, -s, -t, ..., -o KEY VALUE): the
+    one translation, for ``chat``, ``debug`` and the defaults of ``batch`` lines."""
+    from assisters.request import ChatOptions, parse_option_value
+
+    return ChatOptions(
         model=settings.model,
         system=params.get("system"),
         temperature=params.get("temperature"),
@@ -67,21 +78,20 @@ def chat_body(params: dict[str, Any], settings: Settings, prompt: str, *, stream
         top_p=params.get("top_p"),
         stop=tuple(params.get("stop") or ()),
         seed=params.get("seed"),
-        extra=extra_fields(params.get("extra") or (), parse_option_value),
+        extra=extra_fields(params.get("extra") or (), parse_option_value, option_hint),
         stream=stream,
-        stream_usage=stream and stream_usage,
+        stream_usage=stream_usage,
     )
-    return encode_body(build_chat_body(prompt, options))
 
 
-def extra_fields(pairs: Any, parse: Any) -> dict[str, Any]:
+def extra_fields(pairs: Any, parse: Any, hint: str = "'-o' / '--option'") -> dict[str, Any]:
     """``-o KEY VALUE`` pairs as body fields; a VALUE that cannot be sent is a usage error."""
     fields = {}
     for key, value in pairs:
         try:
             fields[key] = parse(value)
         except ValueError as exc:
-            raise click.BadParameter(f"{key} {value[:40]!r}: {exc}", param_hint="'-o' / '--option'") from None
+            raise click.BadParameter(f"{key} {value[:40]!r}: {exc}", param_hint=hint) from None
     return fields
 
 
