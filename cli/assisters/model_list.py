@@ -128,17 +128,13 @@ def parse_model_list(body: bytes) -> ModelList:
 def fetch_models(open_exchange: ExchangeOpener) -> ModelList:
     """Send the request and read the list; HTTP and transport failures raise
     the usual :class:`~assisters.errors.AssistersError` subclasses."""
-    from assisters.stream import check_status
+    from assisters.stream import check_status, read_whole_body
     from assisters.timing import Timing
 
     with open_exchange(Timing()) as exchange:
         decoder = check_status(exchange)
-        body = bytearray()
-        for data in exchange.reads():
-            body += decoder.decode(data)
-            if len(body) > MAX_LIST_BYTES:
-                raise ProtocolError(f"the /models response is larger than {MAX_LIST_BYTES} bytes")
-    return parse_model_list(bytes(body))
+        body = read_whole_body(exchange.reads(), decoder, "the /models response", MAX_LIST_BYTES)
+    return parse_model_list(body)
 
 
 def models_request(settings: Settings) -> OutgoingRequest:

@@ -73,15 +73,17 @@ def error_body(head: ResponseHead, raw: bytes) -> bytes:
         return b""
 
 
-def read_whole_body(reads: Iterable[bytes], decoder: BodyDecoder, what: str = "a JSON reply") -> bytes:
-    """A non-streamed body, decompressed, up to :data:`JSON_REPLY_LIMIT` (exit 76 beyond)."""
+def read_whole_body(reads: Iterable[bytes], decoder: BodyDecoder, what: str = "a JSON reply",
+                    limit: int = JSON_REPLY_LIMIT) -> bytes:
+    """A non-streamed body, decompressed, up to ``limit`` bytes (exit 76 beyond):
+    a JSON reply, a model list, a Batch API object."""
     parts: list[bytes] = []
     size = 0
     for data in reads:
         data = decoder.decode(data)
         size += len(data)
-        if size > JSON_REPLY_LIMIT:
-            raise LimitError(f"{what} is larger than {JSON_REPLY_LIMIT // (1024 * 1024)} MiB "
+        if size > limit:
+            raise LimitError(f"{what} is larger than {limit // (1024 * 1024)} MiB "
                              f"(the limit for {what})")
         parts.append(data)
     return b"".join(parts)

@@ -67,7 +67,7 @@ from assisters.errors import AssistersError, HTTPStatusError, ProtocolError, Req
 from assisters.exchange import ACCEPT_ENCODING, Exchange, OutgoingRequest, open_exchange
 from assisters.redact import redact_url
 from assisters.retry import RetryPolicy, retry_delay, wait_for_retry
-from assisters.stream import check_status
+from assisters.stream import check_status, read_whole_body
 from assisters.timing import Timing
 
 T = TypeVar("T")
@@ -325,12 +325,7 @@ class BatchClient:
 
 def _read_object(exchange: Exchange) -> dict[str, Any]:
     """A JSON object reply (a batch, a file, a list page), or the server's error."""
-    decoder = check_status(exchange)
-    body = bytearray()
-    for data in exchange.reads():
-        body += decoder.decode(data)
-        if len(body) > MAX_OBJECT_BYTES:
-            raise ProtocolError(f"the reply is larger than {MAX_OBJECT_BYTES} bytes")
+    body = read_whole_body(exchange.reads(), check_status(exchange), "a Batch API reply", MAX_OBJECT_BYTES)
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
