@@ -146,6 +146,9 @@ def main() -> None:
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="batch-bench-") as tmp:
         work = Path(tmp)
+        # The data and state directories are the bench's own: the xargs loop's chats store
+        # their conversations, and nothing may be written outside the work directory.
+        env.update(XDG_DATA_HOME=str(work / "data"), XDG_STATE_HOME=str(work / "state"))
         one_run(spawner, "batch run", 50, work, server, env)  # bytecode caches, warm connections
         for round_number in range(args.rounds):
             shift = round_number % len(contenders)

@@ -225,7 +225,8 @@ def child_env(tmp: Path, base_url: str) -> dict[str, str]:
     PYTHONDONTWRITEBYTECODE (every run would recompile the sources) or
     PYTHONUNBUFFERED. Bytecode goes to a cache in our temporary directory, filled
     by the warm-up runs, so nothing is written outside it. The config directory
-    is empty, so no user config applies.
+    is empty, so no user config applies; the data, state and cache directories are
+    ours too (``chat`` stores its conversations in the data directory).
     """
     keep = ("PYTHONPATH", "PYTHONHOME")
     env = {
@@ -235,8 +236,11 @@ def child_env(tmp: Path, base_url: str) -> dict[str, str]:
         and not k.lower().endswith("_proxy")
         and (not k.startswith("PYTHON") or k in keep)
     }
-    (tmp / "config").mkdir(exist_ok=True)
-    env.update(XDG_CONFIG_HOME=str(tmp / "config"), PYTHONPYCACHEPREFIX=str(tmp / "pycache"),
+    for name in ("config", "data", "state", "cache"):
+        (tmp / name).mkdir(exist_ok=True)
+    env.update(XDG_CONFIG_HOME=str(tmp / "config"), XDG_DATA_HOME=str(tmp / "data"),
+               XDG_STATE_HOME=str(tmp / "state"), XDG_CACHE_HOME=str(tmp / "cache"),
+               PYTHONPYCACHEPREFIX=str(tmp / "pycache"),
                NO_COLOR="1", NO_PROXY="*", ASSISTERS_BASE_URL=base_url, ASSISTERS_API_KEY="x")
     return env
 
