@@ -68,6 +68,14 @@ class AssistersError(Exception):
             self.status = status
 
 
+class StatusOnly(AssistersError):
+    """An exit status whose reason the command has already shown (``batch status``
+    prints "in_progress" on stdout and exits 75): ``main`` adds no error line."""
+
+    def __init__(self, status: ExitStatus) -> None:
+        super().__init__("", status)
+
+
 class ConfigError(AssistersError):
     status = ExitStatus.CONFIG
 

@@ -94,6 +94,15 @@ class ProviderAPI:
         """Azure OpenAI (base URL ``https://NAME.openai.azure.com/openai``)."""
         return cls(query=(("api-version", api_version),), endpoint="/chat/completions")
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ProviderAPI:
+        """The profile's Batch API: the ``batch_api`` preset, then ``batch_endpoint`` and
+        ``batch_line_url``. Azure's ``api-version`` stays in the base URL's query string,
+        which :meth:`Settings.url <assisters.config.Settings.url>` keeps on every path."""
+        preset = PRESETS[settings.batch_api]
+        return cls(endpoint=settings.batch_endpoint or preset.endpoint,
+                   method_and_url=settings.batch_line_url)
+
 
 @dataclass(frozen=True)
 class FileLimits:
@@ -101,6 +110,17 @@ class FileLimits:
 
     max_bytes: int = OPENAI_MAX_BYTES
     max_requests: int = OPENAI_MAX_REQUESTS
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FileLimits:
+        return cls(max_bytes=settings.batch_max_bytes, max_requests=settings.batch_max_requests)
+
+
+# The ``batch_api`` presets of the config profile.
+PRESETS: dict[str, ProviderAPI] = {
+    "openai": ProviderAPI(),
+    "azure": ProviderAPI(endpoint="/chat/completions"),  # api-version: in the base URL's query string
+}
 
 
 def request_line(custom_id: str, body: Mapping[str, Any], api: ProviderAPI = ProviderAPI()) -> bytes:
@@ -114,17 +134,23 @@ def request_line(custom_id: str, body: Mapping[str, Any], api: ProviderAPI = Pro
 
 def check_limits(size: int, requests: int, limits: FileLimits = FileLimits(),
                  name: str = "the input") -> None:
-    """Refuse, before any upload, a file the provider would refuse; say how to split it."""
+    """Refuse, before any upload, a file the provider would refuse; say how to split it.
+
+    The advice splits the normalised lines (``batch prepare``), whose custom_ids are
+    fixed, rather than INPUT itself: a bare body's ``line-N`` would repeat in every
+    part."""
     if requests > limits.max_requests:
         parts = -(-requests // limits.max_requests)
         raise RequestError(
             f"{name} has {requests} requests; one batch holds at most {limits.max_requests}: split it into "
-            f"{parts} files (e.g. split -l {limits.max_requests} FILE part-) and submit each")
+            f"{parts} batches with --split (or: assisters batch prepare INPUT | split -l "
+            f"{limits.max_requests} - part-, then submit each part); nothing was sent")
     if size > limits.max_bytes:
         lines = max(1, requests * limits.max_bytes // max(size, 1) * 9 // 10)
         raise RequestError(
             f"{name} is {size} bytes as Batch request lines; one batch file may be at most "
-            f"{limits.max_bytes}: split it (e.g. split -l {lines} FILE part-) and submit each")
+            f"{limits.max_bytes}: split it with --split (or: assisters batch prepare INPUT | "
+            f"split -l {lines} - part-, then submit each part); nothing was sent")
 
 
 class NoBatchAPI(AssistersError):
@@ -236,6 +262,10 @@ class BatchClient:
                 break
         return batches[:limit]
 
+    def delete_file(self, file_id: str) -> None:
+        """``DELETE /files/ID``: tidying up an upload no batch will use."""
+        self._json("DELETE", self.api.files_path, file_id)
+
     def download(self, file_id: str, dest: Path) -> int:
         """``GET /files/ID/content`` into ``dest``, atomically and scrubbed of secrets:
         a broken download leaves no half file (it is retried from the start, as the
@@ -268,9 +298,10 @@ class BatchClient:
             raise
 
     def _url(self, *segments: str, params: Mapping[str, str] | None = None) -> str:
+        """The URL of an API path; the base URL's own query (Azure's ``api-version``) stays."""
         path = "/".join(quote(s, safe="") if i else s.strip("/") for i, s in enumerate(segments))
         query = [*self.api.query, *(params or {}).items()]
-        return self.settings.url(path) + (f"?{urlencode(query)}" if query else "")
+        return self.settings.url(path + (f"?{urlencode(query)}" if query else ""))
 
     def _json(self, method: str, *segments: str, body: bytes | None = None,
               params: Mapping[str, str] | None = None, idempotent: bool = True) -> dict[str, Any]:

@@ -199,11 +199,12 @@ def chat_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def request_options(command: Callable[..., Any], *, option_flags: tuple[str, ...] = ("-o", "--option"),
-                    usage_default: str = "only when -u or --json shows it") -> Callable[..., Any]:
+                    usage_default: str | None = "only when -u or --json shows it") -> Callable[..., Any]:
     """The body fields a user sets from the command line (-m, -s, -t, ..., -o KEY VALUE).
 
     ``batch run`` takes them as defaults for every line, and spells ``-o KEY VALUE``
-    ``--option`` only, because its ``-o`` is OUTPUT."""
+    ``--option`` only, because its ``-o`` is OUTPUT. ``usage_default=None`` leaves
+    out ``--stream-usage`` (the provider's Batch API does not stream)."""
     options = [
         click.option("-m", "--model", type=NAME, shell_complete=_complete_model,
                      help="Model name [env ASSISTERS_MODEL; default llama-3.1-8b]."),
@@ -216,10 +217,11 @@ def request_options(command: Callable[..., Any], *, option_flags: tuple[str, ...
         click.option(*option_flags, "extra", type=click.Tuple([NAME, TEXT]), multiple=True,
                      metavar="KEY VALUE",
                      help="Any extra body field; VALUE is JSON when it parses as JSON, else a string."),
-        click.option("--stream-usage/--no-stream-usage", default=None,
-                     help="Ask for usage in the stream (stream_options.include_usage) "
-                          f"[default: {usage_default}]."),
     ]
+    if usage_default is not None:
+        options.append(click.option("--stream-usage/--no-stream-usage", default=None,
+                                    help="Ask for usage in the stream (stream_options.include_usage) "
+                                         f"[default: {usage_default}]."))
     for option in reversed(options):
         command = option(command)
     return command
