@@ -29,6 +29,8 @@ from assisters.server.app import ChatServer
 from tests.conftest import SECRET, cli_command, run_cli
 from tests.server.helpers import batch_lines, request_line
 
+FAST = ("--poll-interval", "0.02", "--max-poll-interval", "0.1")  # --wait polls of a local server
+
 
 def env_for(server: ChatServer, **extra: str) -> dict[str, str]:
     return {"ASSISTERS_BASE_URL": server.base_url, "ASSISTERS_API_KEY": SECRET, **extra}

@@ -178,7 +178,9 @@ def test_an_upload_too_large_for_the_server_says_to_split(tmp_path: Path) -> Non
     with ChatServer(ServeOptions(max_upload_bytes=100)) as srv, batch_client(srv.base_url) as client:
         with pytest.raises(HTTPStatusError, match="File is too large") as caught:
             client.upload(path)
-        assert caught.value.message.endswith("; split the input into smaller files and submit each")
+        assert caught.value.message.endswith(
+            "up to 100 bytes; set batch_max_bytes (ASSISTERS_BATCH_MAX_BYTES) to the provider's limit and "
+            "submit with --split")
         assert caught.value.status == ExitStatus.REJECTED
         assert srv.state.files.listing() == []
 

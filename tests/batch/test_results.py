@@ -64,7 +64,7 @@ def test_a_cancelled_batch_gives_a_line_for_every_request_when_ordered(tmp_path:
 def test_results_are_refused_while_running_and_after_failing(tmp_path: Path) -> None:
     with ChatServer(ServeOptions(batch_delay=600)) as srv, batch_client(srv.base_url) as client:
         running = client.create(client.upload(input_file(tmp_path, "a"))["id"])
-        waiting = r"is still validating; wait for it \(assisters batch status"
+        waiting = r"is still validating: wait for it with `assisters batch results batch_\w+ --wait`, or ask"
         with pytest.raises(ResultsNotReady, match=waiting) as caught:
             download_results(client, [running], tmp_path / "out.jsonl")
         assert caught.value.status == ExitStatus.TEMPORARY

@@ -58,7 +58,7 @@ def test_every_input_form_and_the_output_line_field_by_field(server, tmp_path: P
 def test_the_body_is_what_chat_json_prints(server, tmp_path: Path):
     from tests.conftest import run_cli
 
-    chat = run_cli("chat", "--json", "-m", "echo", "the same answer",
+    chat = run_cli("chat", "--json", "--no-store", "-m", "echo", "the same answer",
                    env={"ASSISTERS_BASE_URL": server.base_url, "ASSISTERS_API_KEY": SECRET})
     out = tmp_path / "out.jsonl"
     batch_run(server, "--prompts", "-o", str(out), "-m", "echo", input=b"the same answer\n")

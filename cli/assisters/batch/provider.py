@@ -214,7 +214,8 @@ class BatchClient:
             if exc.http_status == 404:
                 raise self._missing_api(exc, "POST", self.api.files_path) from None
             if exc.http_status in (400, 413) and "too large" in exc.message.lower():
-                exc.message += "; split the input into smaller files and submit each"
+                exc.message = (exc.message.rstrip(". ") + "; set batch_max_bytes (ASSISTERS_BATCH_MAX_BYTES) "
+                               "to the provider's limit and submit with --split")
             raise
 
     def create(self, input_file_id: str, *, metadata: Mapping[str, str] | None = None) -> dict[str, Any]:

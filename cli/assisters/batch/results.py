@@ -99,8 +99,9 @@ def not_ready(batch: Mapping[str, Any]) -> ResultsNotReady:
     if state.phase == "failed":
         reasons = "; ".join(error_summary(batch, limit=3)) or "no reason given"
         return ResultsNotReady(f"batch {ident} failed, so it has no results: {reasons}", ExitStatus.REJECTED)
-    return ResultsNotReady(f"batch {ident} is still {one_line(state.name, 80)}; wait for it "
-                           f"(assisters batch status {ident}) and ask again", ExitStatus.TEMPORARY)
+    return ResultsNotReady(f"batch {ident} is still {one_line(state.name, 80)}: wait for it with "
+                           f"`assisters batch results {ident} --wait`, or ask again once "
+                           f"`assisters batch status {ident}` no longer exits 75", ExitStatus.TEMPORARY)
 
 
 def merge_results(sources: Sequence[tuple[str, Path]], dest: Path, *, order: Sequence[str] | None = None,
