@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import signal
 import subprocess
 import time
@@ -14,6 +15,8 @@ from typing import Any
 
 import orjson
 import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from assisters.server.app import ChatServer
 from assisters.server.options import ServeOptions
@@ -26,7 +29,7 @@ from tests.batch.helpers import (
     output_lines,
     prompts_file,
 )
-from tests.conftest import cli_command
+from tests.conftest import SECRET, cli_command, run_cli
 from tests.server.helpers import batch_lines, request_line, user
 
 
@@ -325,3 +328,65 @@ def test_prepare_warns_when_the_lines_are_more_than_one_batch_holds(tmp_path: Pa
     assert result.stderr.decode().startswith("batch: note: these 3 requests (")
     assert result.stderr.decode().endswith(
         "`assisters batch submit --split` submits them as several batches\n")
+
+
+def test_azure_through_the_profile(httpserver: HTTPServer, tmp_path: Path) -> None:
+    """What Azure OpenAI expects, checked on every request: no /v1, api-version in every
+    query string, the key in api-key, the endpoint and each line's url without /v1."""
+    seen: list[Request] = []
+    batch = {"id": "batch_az", "object": "batch", "status": "completed", "output_file_id": "file-out",
+             "error_file_id": None, "request_counts": {"total": 1, "completed": 1, "failed": 0}}
+
+    def azure(request: Request) -> Response:
+        seen.append(request)
+        if request.path == "/openai/files":
+            return Response(b'{"id": "file-in", "object": "file"}', content_type="application/json")
+        if request.path == "/openai/files/file-out/content":
+            line = {"id": "r", "custom_id": "line-1", "response": {"status_code": 200, "body": {}},
+                    "error": None}
+            return Response(orjson.dumps(line) + b"\n")
+        return Response(orjson.dumps(batch), content_type="application/json")
+
+    httpserver.expect_request(re.compile(".*")).respond_with_handler(azure)
+    config = tmp_path / "config.toml"
+    base_url = httpserver.url_for("/openai") + "?api-version=2024-10-21"
+    config.write_text(f'[profiles.azure-batch]\nbase_url = "{base_url}"\nauth_header = "api-key"\n'
+                      'batch_api = "azure"\nmodel = "gpt-4o-batch"\n')
+    source = prompts_file(tmp_path / "q.txt", 1)
+    env = {"ASSISTERS_CONFIG": str(config), "ASSISTERS_API_KEY": SECRET}
+    result = run_cli("batch", "submit", "--profile", "azure-batch", "--prompts", str(source), "--wait", *FAST,
+                     "-o", str(tmp_path / "out.jsonl"), env=env)
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"batch_az\n", b"")
+    paths = [request.path for request in seen]
+    assert paths[:2] == ["/openai/files", "/openai/batches"] and paths[-1] == "/openai/files/file-out/content"
+    assert all(request.args.get("api-version") == "2024-10-21" for request in seen)
+    assert all(request.headers.get("api-key") == SECRET and "Authorization" not in request.headers
+               for request in seen)
+    upload = seen[0].get_data()
+    assert b'{"custom_id":"line-1","method":"POST","url":"/chat/completions","body":{"messages":' in upload
+    assert b'"model":"gpt-4o-batch"' in upload
+    assert orjson.loads(seen[1].get_data()) == {"input_file_id": "file-in", "endpoint": "/chat/completions",
+                                                "completion_window": "24h"}
+
+
+def test_azure_shape_end_to_end_on_the_local_server(tmp_path: Path) -> None:
+    source = prompts_file(tmp_path / "q.txt", 2)
+    with ChatServer(ServeOptions(tokens_per_second=0)) as srv:
+        env = env_for(srv, ASSISTERS_BASE_URL=srv.base_url.removesuffix("/v1") + "?api-version=2024-10-21",
+                      ASSISTERS_BATCH_API="azure", ASSISTERS_AUTH_HEADER="api-key")
+        result = run_cli("batch", "submit", "--prompts", str(source), "-m", "echo", "--wait", *FAST, "-o",
+                         str(tmp_path / "out.jsonl"), "--ordered", env=env)
+        [record] = srv.state.batches.newest_first()
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert record.endpoint == "/chat/completions"
+    assert [line["response"]["body"]["choices"][0]["message"]["content"]
+            for line in output_lines(tmp_path / "out.jsonl")] == ["prompt 1", "prompt 2"]
+
+
+def test_lines_without_method_and_url(tmp_path: Path) -> None:
+    source = prompts_file(tmp_path / "q.txt", 1)
+    result = run_cli("batch", "prepare", "--prompts", str(source), "-m", "m",
+                     env={"ASSISTERS_BATCH_LINE_URL": "0"})
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert orjson.loads(result.stdout) == {"custom_id": "line-1", "body": {"messages": user("prompt 1"),
+                                                                           "model": "m"}}

@@ -75,7 +75,7 @@ def batch_ids_argument(command: Any) -> Any:
 def api_options(command: Any) -> Any:
     """The connection, and the retries of each request to the Batch API."""
     command = retry_limit_options(command, scope="of each Batch API request")
-    return connection_options(command)
+    return connection_options(command, streams=False)
 
 
 @batch.command("run", context_settings=CONTEXT_SETTINGS)
@@ -189,9 +189,11 @@ def _metadata(ctx: click.Context, param: click.Parameter, values: tuple[str, ...
 
 
 def _poll_policy(params: dict[str, Any]) -> Any:
-    from assisters.batch.waiting import PollPolicy
+    from assisters.batch.waiting import MIN_POLL, PollPolicy
 
     first, longest = params["poll_interval"], params["max_poll_interval"]
+    if first < MIN_POLL:
+        raise click.BadParameter(f"{first:g} is less than {MIN_POLL:g} s", param_hint="'--poll-interval'")
     if first > longest:
         raise click.UsageError(f"--poll-interval ({first:g}) is longer than "
                                f"--max-poll-interval ({longest:g})")
@@ -303,11 +305,11 @@ def prepare(**params: Any) -> None:
 def status(**params: Any) -> None:
     """Show each batch: id, state, requests done, created and expiry times.
 
-    The exit status says where the batch is, for a script to branch on: 0
-    completed, 75 still running (validating, in_progress, finalizing, cancelling:
-    ask again later), 69 expired or cancelled (what ran is downloadable with
-    `batch results`), 65 failed (the provider's reasons on stderr), or a missing
-    batch id. For several ids the least finished decides.
+    Exit status, for a script to branch on: 0 completed, 75 still running
+    (validating, in_progress, finalizing, cancelling: ask again later), 69
+    expired or cancelled (what ran is downloadable with `batch results`), 65
+    failed (the provider's reasons on stderr) or no such batch. For several ids
+    the least finished decides.
 
     \b
     Examples:

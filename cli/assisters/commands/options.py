@@ -163,8 +163,12 @@ NAME = Name()
 SECONDS = FiniteFloat(positive=True, high=MAX_SECONDS)
 
 
-def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--base-url, --api-key, --profile and the timeouts, shared by every command."""
+def connection_options(command: Callable[..., Any], *, streams: bool = True) -> Callable[..., Any]:
+    """--base-url, --api-key, --profile and the timeouts, shared by every command.
+
+    ``streams=False`` (the Batch API commands, whose replies are small JSON objects
+    and files, not streams) keeps only the connect timeout: the response-head,
+    first-byte, idle and total timeouts are the watchdog's, which watches a stream."""
     options = [
         click.option("--base-url", metavar="URL",
                      help="API base URL [env ASSISTERS_BASE_URL; default https://api.assisters.dev/v1]."),
@@ -172,20 +176,23 @@ def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--profile", metavar="NAME", help="Config file profile [env ASSISTERS_PROFILE]."),
         click.option("--connect-timeout", type=SECONDS, metavar="S",
                      help="Longest wait to connect [env ASSISTERS_CONNECT_TIMEOUT; default 10]."),
-        click.option("--response-head-timeout", type=SECONDS, metavar="S",
-                     help="Longest wait for the response head of a streamed request "
-                          "[env ASSISTERS_RESPONSE_HEAD_TIMEOUT; default 60]."),
-        click.option("--first-byte-timeout", type=SECONDS, metavar="S",
-                     help="Longest wait for the first byte of the answer, while the model thinks "
-                          "[env ASSISTERS_FIRST_BYTE_TIMEOUT; default 300]."),
-        click.option("--idle-timeout", type=SECONDS, metavar="S",
-                     help="Longest silence once the answer is streaming "
-                          "[env ASSISTERS_IDLE_TIMEOUT; default 120]."),
-        click.option("--timeout", type=SECONDS, hidden=True),  # the idle timeout's older name
-        click.option("--total-timeout", type=SECONDS, metavar="S",
-                     help="Longest run in all, retries and a blocked stdout included "
-                          "[env ASSISTERS_TOTAL_TIMEOUT; default none]."),
     ]
+    if streams:
+        options += [
+            click.option("--response-head-timeout", type=SECONDS, metavar="S",
+                         help="Longest wait for the response head of a streamed request "
+                              "[env ASSISTERS_RESPONSE_HEAD_TIMEOUT; default 60]."),
+            click.option("--first-byte-timeout", type=SECONDS, metavar="S",
+                         help="Longest wait for the first byte of the answer, while the model thinks "
+                              "[env ASSISTERS_FIRST_BYTE_TIMEOUT; default 300]."),
+            click.option("--idle-timeout", type=SECONDS, metavar="S",
+                         help="Longest silence once the answer is streaming "
+                              "[env ASSISTERS_IDLE_TIMEOUT; default 120]."),
+            click.option("--timeout", type=SECONDS, hidden=True),  # the idle timeout's older name
+            click.option("--total-timeout", type=SECONDS, metavar="S",
+                         help="Longest run in all, retries and a blocked stdout included "
+                              "[env ASSISTERS_TOTAL_TIMEOUT; default none]."),
+        ]
     for option in reversed(options):
         command = option(command)
     return command

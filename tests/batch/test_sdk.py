@@ -1,0 +1,64 @@
+"""The official ``openai`` SDK as an independent client of the same batches: what
+``assisters batch submit`` creates, the SDK reads as a batch of its own; what the SDK
+creates from ``batch prepare``'s lines, ``assisters batch status/results/list``
+read. Both sides against ``ChatServer``, so each checks the other's view of the API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from assisters.server.app import ChatServer
+from assisters.server.options import ServeOptions
+from tests.batch.helpers import FAST, batch_cli, prompts_file
+from tests.conftest import SECRET
+
+openai = pytest.importorskip("openai")
+
+
+def test_the_sdk_reads_what_submit_made(tmp_path: Path) -> None:
+    source = prompts_file(tmp_path / "q.txt", 3)
+    with ChatServer(ServeOptions(tokens_per_second=0)) as srv, \
+            openai.OpenAI(api_key=SECRET, base_url=srv.base_url, max_retries=0) as sdk:
+        submitted = batch_cli(srv, "submit", "--prompts", str(source), "-m", "echo", "--metadata", "job=7",
+                              "--wait", *FAST)
+        batch = sdk.batches.retrieve(submitted.stdout.decode().strip())
+        prepared = batch_cli(srv, "prepare", "--prompts", str(source), "-m", "echo")
+        uploaded = sdk.files.retrieve(batch.input_file_id)
+        sent = sdk.files.content(batch.input_file_id).content
+        output = sdk.files.content(batch.output_file_id).content
+        ours = batch_cli(srv, "results", batch.id)
+        status = batch_cli(srv, "status", "--json", batch.id)
+    assert (submitted.returncode, submitted.stderr) == (0, b"")
+    assert (batch.status, batch.endpoint, batch.completion_window, batch.metadata) == (
+        "completed", "/v1/chat/completions", "24h", {"job": "7"})
+    assert batch.request_counts is not None and batch.request_counts.completed == 3
+    assert (uploaded.purpose, uploaded.filename) == ("batch", "q.txt.jsonl")
+    assert sent == prepared.stdout  # the upload is prepare's lines, byte for byte
+    assert (ours.returncode, ours.stdout) == (0, output)  # the provider's lines as they are
+    assert orjson.loads(status.stdout) == batch.to_dict(mode="json")
+
+
+def test_assisters_reads_what_the_sdk_made(tmp_path: Path) -> None:
+    source = prompts_file(tmp_path / "q.txt", 4)
+    with ChatServer(ServeOptions(tokens_per_second=0, batch_delay=0.2)) as srv, \
+            openai.OpenAI(api_key=SECRET, base_url=srv.base_url, max_retries=0) as sdk:
+        requests = tmp_path / "requests.jsonl"
+        requests.write_bytes(batch_cli(srv, "prepare", "--prompts", str(source), "-m", "echo").stdout)
+        with requests.open("rb") as handle:
+            uploaded = sdk.files.create(file=handle, purpose="batch")
+        created = sdk.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                     completion_window="24h")
+        results = batch_cli(srv, "results", created.id, "--wait", *FAST, "--ordered")
+        listed = batch_cli(srv, "list", "--json")
+        sdk_listed = [batch.id for batch in sdk.batches.list()]
+        done = sdk.batches.retrieve(created.id)
+    assert (results.returncode, results.stderr) == (0, b"")
+    lines = [orjson.loads(line) for line in results.stdout.splitlines()]
+    assert [line["custom_id"] for line in lines] == ["line-1", "line-2", "line-3", "line-4"]
+    assert [line["response"]["body"]["choices"][0]["message"]["content"] for line in lines] == [
+        f"prompt {n}" for n in range(1, 5)]
+    assert [orjson.loads(line)["id"] for line in listed.stdout.splitlines()] == sdk_listed == [created.id]
+    assert done.status == "completed"
