@@ -954,6 +954,10 @@ def test_the_readme_config_example_is_valid(environ: dict[str, str], tmp_path: P
     assert azure.auth_header == "api-key"
     assert azure.url("chat/completions") == ("https://myresource.openai.azure.com/openai/deployments/gpt-4o"
                                              "/chat/completions?api-version=2024-10-21")
+    azure_batch = load(env, Overrides(profile="azure-batch"), need_key=False)
+    assert (azure_batch.batch_api, azure_batch.auth_header, azure_batch.model) == ("azure", "api-key",
+                                                                                    "gpt-4o-batch")
+    assert azure_batch.url("files") == "https://myresource.openai.azure.com/openai/files?api-version=2024-10-21"
     assert load(env, Overrides(profile="local"), need_key=False).resume_body == {}
     assert load(env, need_key=False).idle_timeout == 60
 

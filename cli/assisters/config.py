@@ -3,7 +3,8 @@
 Environment: ``ASSISTERS_API_KEY``, ``ASSISTERS_BASE_URL``, ``ASSISTERS_MODEL``,
 ``ASSISTERS_AUTH_HEADER``, ``ASSISTERS_CONFIG`` (the config file),
 ``ASSISTERS_PROFILE``, then ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` as fallbacks
-for the first two, and one variable per timeout and retry setting (:data:`RULES`).
+for the first two, and one variable per timeout, retry and Batch API setting
+(:data:`RULES`).
 
 The config file is TOML, by default ``$XDG_CONFIG_HOME/assisters/config.toml``
 (``~/.config/assisters/config.toml``). Top-level keys apply to every profile;

@@ -22,6 +22,7 @@ from tests.batch.helpers import (
     FAST,
     batch_cli,
     batch_client,
+    batch_run,
     http_reply,
     input_file,
     output_lines,
@@ -283,3 +284,18 @@ def test_an_interrupted_download_leaves_no_half_file(tmp_path: Path) -> None:
     assert out.read_bytes() == b"the previous results\n"  # untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]  # no temporary file left
     assert (to_stdout.returncode, to_stdout.stdout) == (75, b"")  # nothing half-written to stdout either
+
+
+def test_batch_run_finishes_what_an_expired_batch_left(tmp_path: Path) -> None:
+    """One output format on both roads: ``batch run --retry-failed`` sends again, from
+    this machine, the requests a provider's batch did not run, and completes its file."""
+    source = input_file(tmp_path, "a", "b", "c")
+    out = tmp_path / "out.jsonl"
+    with ChatServer(ServeOptions(batch_delay=600, batch_window=0.3, tokens_per_second=0)) as srv:
+        batch_id = batch_cli(srv, "submit", str(source)).stdout.decode().strip()
+        assert batch_cli(srv, "results", batch_id, "--wait", *FAST, "-o", str(out)).returncode == 69
+        finished = batch_run(srv, str(source), "-o", str(out), "--retry-failed")
+    assert finished.returncode == 0, finished.stderr
+    lines = output_lines(out)
+    assert sorted(line["custom_id"] for line in lines) == ["q0", "q1", "q2"]
+    assert all(line["response"]["status_code"] == 200 for line in lines)

@@ -5,15 +5,17 @@ read. Both sides against ``ChatServer``, so each checks the other's view of the 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import orjson
 import pytest
+from pytest_httpserver import HTTPServer
 
 from assisters.server.app import ChatServer
 from assisters.server.options import ServeOptions
 from tests.batch.helpers import FAST, batch_cli, prompts_file
-from tests.conftest import SECRET
+from tests.conftest import SECRET, run_cli
 
 openai = pytest.importorskip("openai")
 
@@ -62,3 +64,30 @@ def test_assisters_reads_what_the_sdk_made(tmp_path: Path) -> None:
         f"prompt {n}" for n in range(1, 5)]
     assert [orjson.loads(line)["id"] for line in listed.stdout.splitlines()] == sdk_listed == [created.id]
     assert done.status == "completed"
+
+
+def test_azure_requests_are_the_ones_the_sdks_azure_client_sends(httpserver: HTTPServer) -> None:
+    """The same calls by ``openai.AzureOpenAI`` and by ``assisters batch`` with the
+    ``azure`` preset: the same paths, query strings and key header."""
+    batch = {"id": "batch_az", "object": "batch", "endpoint": "/chat/completions", "input_file_id": "file-in",
+             "completion_window": "24h", "status": "cancelling", "created_at": 0}
+    httpserver.expect_request(re.compile(".*")).respond_with_json(batch)
+
+    def requests() -> list[tuple[str, str, str, str | None]]:
+        seen = [(r.method, r.path, r.query_string.decode(), r.headers.get("api-key"))
+                for r, _ in httpserver.log]
+        httpserver.clear_log()
+        return seen
+
+    with openai.AzureOpenAI(azure_endpoint=httpserver.url_for(""), api_version="2024-10-21", api_key=SECRET,
+                            max_retries=0) as sdk:
+        sdk.batches.retrieve("batch_az")
+        sdk.batches.cancel("batch_az")
+    by_sdk = requests()
+    env = {"ASSISTERS_BASE_URL": httpserver.url_for("/openai") + "?api-version=2024-10-21",
+           "ASSISTERS_AUTH_HEADER": "api-key", "ASSISTERS_BATCH_API": "azure", "ASSISTERS_API_KEY": SECRET}
+    assert run_cli("batch", "status", "batch_az", env=env).returncode == 75
+    assert run_cli("batch", "cancel", "batch_az", env=env).returncode == 0
+    by_us = requests()
+    assert by_us == by_sdk == [("GET", "/openai/batches/batch_az", "api-version=2024-10-21", SECRET),
+                               ("POST", "/openai/batches/batch_az/cancel", "api-version=2024-10-21", SECRET)]

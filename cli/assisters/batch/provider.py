@@ -5,8 +5,10 @@ cancel batches, download a file, on the core (``client.make_client``,
 Where the API lives and the shape of a request line are a :class:`ProviderAPI`
 (OpenAI's by default; :meth:`ProviderAPI.azure` puts ``api-version`` in every
 query string and names the endpoint ``/chat/completions``, without ``/v1``; some
-providers want lines without ``method`` and ``url``). Its fields are meant to
-become config profile keys; until then the caller passes them.
+providers want lines without ``method`` and ``url``). The config profile says which
+(:meth:`ProviderAPI.from_settings`: ``batch_api``, ``batch_endpoint``,
+``batch_line_url``; there Azure's ``api-version`` stays in the base URL's query
+string), and how large a file may be (:meth:`FileLimits.from_settings`).
 
 Failures, as a script meets them:
 
@@ -22,30 +24,13 @@ Failures, as a script meets them:
   :class:`NotFound` (both exit 65), told apart by asking the list endpoint once;
 * a file over the provider's limits is refused before uploading
   (:func:`check_limits`, saying how to split it); one the provider refuses for its
-  size keeps the provider's words and gets the same advice.
+  size keeps the provider's words and says how to go under its limit
+  (``batch_max_bytes`` and ``--split``).
 
-How the ``assisters batch`` subcommands of this issue will use the library (the
-input reader and the output writer come from ``batch run``'s modules):
-
-* ``submit [INPUT]``: read and validate INPUT (``batch run``'s reader), shape each
-  line with :func:`request_line`, :func:`check_limits`, :meth:`BatchClient.upload`,
-  :meth:`BatchClient.create` (``--metadata``), print the id. ``--wait``:
-  :func:`~assisters.batch.waiting.wait_for_batch` with a progress line from
-  ``request_counts`` on a terminal; ``-o``: then as ``results``. Ctrl-C while
-  waiting leaves the batch running; the message names ``batch status ID`` and
-  ``batch results ID``.
-* ``status ID``: :meth:`BatchClient.retrieve`, then
-  :func:`~assisters.batch.states.status_line` (or the object with ``--json``),
-  the provider's ``errors`` on stderr (:func:`~assisters.batch.states.error_summary`),
-  exiting with :attr:`~assisters.batch.states.BatchState.exit_status`: 0 completed,
-  75 still running, 69 expired or cancelled (partial results), 65 failed.
-* ``results ID [-o OUT] [--ordered --input FILE]``: :meth:`BatchClient.retrieve`,
-  then :func:`~assisters.batch.results.download_results` (refuses with 75 while the
-  batch runs, 65 when it failed); ``--ordered`` passes the input's custom_ids
-  (:func:`~assisters.batch.results.custom_ids_of`).
-* ``cancel ID``: :meth:`BatchClient.cancel`, then the status line.
-* ``list [--limit N] [--json]``: :meth:`BatchClient.list`, a status line each.
-* ``prepare [INPUT]``: the reader, then :func:`request_line` per line to stdout.
+The ``assisters batch`` subcommands use it through
+:mod:`~assisters.batch.remote` (``submit``, ``status``, ``results``, ``cancel``,
+``list``) and :mod:`~assisters.batch.prepare` (the request lines, and the files
+``submit`` uploads).
 """
 
 from __future__ import annotations
