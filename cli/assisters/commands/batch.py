@@ -26,6 +26,7 @@ from assisters.commands.options import (
 if TYPE_CHECKING:
     from assisters.config import Settings
     from assisters.request import ChatOptions
+    from assisters.terminal import Streams
 
 DEFAULT_CONCURRENCY = 8
 DEFAULT_LIST_LIMIT = 20
@@ -134,12 +135,8 @@ def run(**params: Any) -> None:
       assisters batch run requests.jsonl -o answers.jsonl --retry-failed
     """
     from assisters.batch.run import RunOptions, run_batch
-    from assisters.commands.inputs import settings_from, warn_insecure
-    from assisters.terminal import system_streams
 
-    streams = system_streams(os.environ)
-    settings = settings_from(params)
-    warn_insecure(settings, streams)
+    streams, settings = streams_and_settings(params)
     options = RunOptions(
         input_path=params["input_path"], output_path=params["output_path"], prompts=params["prompts"],
         concurrency=params["concurrency"], dry_run=params["dry_run"], ordered=params["ordered"],
@@ -148,6 +145,18 @@ def run(**params: Any) -> None:
         progress=params["progress"], progress_interval=params["progress_interval"], quiet=params["quiet"],
     )
     run_batch(settings, chat_defaults(params, settings), options, streams)
+
+
+def streams_and_settings(params: dict[str, Any]) -> tuple[Streams, Settings]:
+    """The process's streams and the settings of a command that sends something (with
+    the warning for a key about to cross the network unencrypted)."""
+    from assisters.commands.inputs import settings_from, warn_insecure
+    from assisters.terminal import system_streams
+
+    streams = system_streams(os.environ)
+    settings = settings_from(params)
+    warn_insecure(settings, streams)
+    return streams, settings
 
 
 def chat_defaults(params: dict[str, Any], settings: Settings) -> ChatOptions:
@@ -245,8 +254,6 @@ def submit(**params: Any) -> None:
     """
     from assisters.batch.remote import SubmitOptions
     from assisters.batch.remote import submit as submit_batch
-    from assisters.commands.inputs import settings_from, warn_insecure
-    from assisters.terminal import system_streams
 
     if params["output_path"] is not None and not params["wait"]:
         raise click.UsageError("-o OUTPUT writes the results, which exist once the batch has ended: "
@@ -257,9 +264,7 @@ def submit(**params: Any) -> None:
     if params["ordered"] and params["output_path"] is None:
         raise click.UsageError("--ordered orders the results that -o OUTPUT writes: add -o OUTPUT")
     poll = _poll_policy(params)
-    streams = system_streams(os.environ)
-    settings = settings_from(params)
-    warn_insecure(settings, streams)
+    streams, settings = streams_and_settings(params)
     options = SubmitOptions(
         input_path=params["input_path"], prompts=params["prompts"], metadata=params["metadata"],
         split=params["split"], wait=params["wait"], output_path=params["output_path"],
@@ -318,11 +323,9 @@ def status(**params: Any) -> None:
       assisters batch status --json "$id" | jq .request_counts
     """
     from assisters.batch.remote import show_status
-    from assisters.commands.inputs import settings_from
-    from assisters.terminal import system_streams
 
-    streams = system_streams(os.environ)
-    show_status(settings_from(params), params["batch_ids"], streams, as_json=params["as_json"])
+    streams, settings = streams_and_settings(params)
+    show_status(settings, params["batch_ids"], streams, as_json=params["as_json"])
 
 
 @batch.command("results", context_settings=CONTEXT_SETTINGS)
@@ -360,17 +363,15 @@ def results(**params: Any) -> None:
       assisters batch results "$id" --ordered --input requests.jsonl -o answers.jsonl
     """
     from assisters.batch.remote import ResultsOptions, fetch_results
-    from assisters.commands.inputs import settings_from
-    from assisters.terminal import system_streams
 
     if params["order_input"] is not None and not params["ordered"]:
         raise click.UsageError("--input gives the order of --ordered: add --ordered")
     poll = _poll_policy(params)
-    streams = system_streams(os.environ)
+    streams, settings = streams_and_settings(params)
     options = ResultsOptions(output_path=params["output_path"], ordered=params["ordered"],
                              input_path=params["order_input"], prompts=params["prompts"], wait=params["wait"],
                              poll=poll, quiet=params["quiet"])
-    fetch_results(settings_from(params), params["batch_ids"], options, streams)
+    fetch_results(settings, params["batch_ids"], options, streams)
 
 
 @batch.command("cancel", context_settings=CONTEXT_SETTINGS)
@@ -384,11 +385,9 @@ def cancel(**params: Any) -> None:
     ended.
     """
     from assisters.batch.remote import cancel as cancel_batches
-    from assisters.commands.inputs import settings_from
-    from assisters.terminal import system_streams
 
-    streams = system_streams(os.environ)
-    cancel_batches(settings_from(params), params["batch_ids"], streams)
+    streams, settings = streams_and_settings(params)
+    cancel_batches(settings, params["batch_ids"], streams)
 
 
 @batch.command("list", context_settings=CONTEXT_SETTINGS)
@@ -405,8 +404,6 @@ def list_command(**params: Any) -> None:
       assisters batch list --json | jq -r 'select(.status == "completed") | .id'
     """
     from assisters.batch.remote import list_batches
-    from assisters.commands.inputs import settings_from
-    from assisters.terminal import system_streams
 
-    streams = system_streams(os.environ)
-    list_batches(settings_from(params), params["limit"], streams, as_json=params["as_json"])
+    streams, settings = streams_and_settings(params)
+    list_batches(settings, params["limit"], streams, as_json=params["as_json"])

@@ -158,6 +158,13 @@ class WholeNumber(click.ParamType):
         return number
 
 
+def apply_options(options: list[Callable[[Any], Any]], command: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate ``command`` with ``options``, the first listed shown first in ``--help``."""
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 TEXT = Text()
 NAME = Name()
 SECONDS = FiniteFloat(positive=True, high=MAX_SECONDS)
@@ -193,9 +200,7 @@ def connection_options(command: Callable[..., Any], *, streams: bool = True) -> 
                          help="Longest run in all, retries and a blocked stdout included "
                               "[env ASSISTERS_TOTAL_TIMEOUT; default none]."),
         ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return apply_options(options, command)
 
 
 def chat_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -229,9 +234,7 @@ def request_options(command: Callable[..., Any], *, option_flags: tuple[str, ...
         options.append(click.option("--stream-usage/--no-stream-usage", default=None,
                                     help="Ask for usage in the stream (stream_options.include_usage) "
                                          f"[default: {usage_default}]."))
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return apply_options(options, command)
 
 
 def _complete_model(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
@@ -285,9 +288,7 @@ def retry_limit_options(command: Callable[..., Any], *, scope: str = "before any
                      help="Longest time spent waiting to retry in all [env ASSISTERS_MAX_TOTAL_WAIT; "
                           "default 120]."),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return apply_options(options, command)
 
 
 def retry_options(command: Callable[..., Any]) -> Callable[..., Any]:
