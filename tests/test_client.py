@@ -79,7 +79,9 @@ def test_a_connection_closed_before_any_reply_is_still_temporary_and_retried():
         result = run_cli("chat", "--base-url", base_url, "--max-retries", "1", "--max-retry-wait", "0.1",
                          "hi", env={"ASSISTERS_API_KEY": SECRET})
     assert result.returncode == 75
-    assert "Server disconnected without sending a response" in result.stderr.decode()
+    # A close with the request still unread may reach the client as a reset.
+    stderr = result.stderr.decode()
+    assert "Server disconnected without sending a response" in stderr or "Connection reset by peer" in stderr
     assert connections[0] == 2
 
 

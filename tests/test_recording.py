@@ -435,7 +435,7 @@ HAND_EDITED = {
     "header value with a newline": b'{"type": "response", "status": 200, "headers": [["x", "a\\r\\nb: c"]]}',
     "header pair of three": b'{"type": "response", "status": 200, "headers": [["a", "b", "c"]]}',
     "headers not a list": b'{"type": "response", "status": 200, "headers": {"a": "b"}}',
-    "error status unknown": b'{"type": "error", "ms": 3, "message": "x", "status": 3}',
+    "error status unknown": b'{"type": "error", "ms": 3, "message": "x", "status": 4}',
     "error message a list": b'{"type": "error", "ms": 3, "message": ["x"], "status": 75}',
     "type not a string": b'{"type": 7}',
     "request url a number": None,  # the first line itself

@@ -54,6 +54,13 @@ BAD_NUMBERS = {
     "api_fail_status": [302, 600],
     "api_fail_times": [-1],
     "context_length": [0, -1],
+    "latency_ms": [-1, float("inf"), 3_600_001],
+    "rate_limit": [0],
+    "token_limit": [0],
+    "rate_window": [0, float("inf")],
+    "quota": [-1],
+    "fail_ratio": [-0.1, 1.1, float("nan")],
+    "fail_seed": [2**63],
 }
 
 
