@@ -644,6 +644,15 @@ BAD_CONFIG_VALUES = [
     ("auth_header = 3", "auth_header"),
     ("base_url = 5", "base_url"),
     ('base_url = "http://[::1/v1"', "base_url"),
+    ('batch_api = "bedrock"', "batch_api"),
+    ('batch_api = "OpenAI"', "batch_api"),  # a file spells it exactly; a variable may not
+    ('batch_endpoint = "v1/chat/completions"', "batch_endpoint"),
+    ('batch_endpoint = "/v1/chat completions"', "batch_endpoint"),
+    ('batch_endpoint = "/chat/completions?api-version=1"', "batch_endpoint"),
+    ("batch_line_url = 1", "batch_line_url"),
+    ("batch_max_requests = 0", "batch_max_requests"),
+    ('batch_max_bytes = "200MB"', "batch_max_bytes"),
+    ("batch_max_bytes = 2.5", "batch_max_bytes"),
 ]
 
 
@@ -945,8 +954,30 @@ def test_the_readme_config_example_is_valid(environ: dict[str, str], tmp_path: P
     assert azure.auth_header == "api-key"
     assert azure.url("chat/completions") == ("https://myresource.openai.azure.com/openai/deployments/gpt-4o"
                                              "/chat/completions?api-version=2024-10-21")
+    azure_batch = load(env, Overrides(profile="azure-batch"), need_key=False)
+    assert (azure_batch.batch_api, azure_batch.auth_header, azure_batch.model) == ("azure", "api-key",
+                                                                                    "gpt-4o-batch")
+    assert azure_batch.url("files") == "https://myresource.openai.azure.com/openai/files?api-version=2024-10-21"
     assert load(env, Overrides(profile="local"), need_key=False).resume_body == {}
     assert load(env, need_key=False).idle_timeout == 60
+
+
+def test_the_batch_api_settings(environ: dict[str, str], xdg: Path) -> None:
+    defaults = load({**environ, "ASSISTERS_API_KEY": KEY})
+    assert (defaults.batch_api, defaults.batch_endpoint, defaults.batch_line_url) == ("openai", None, True)
+    assert (defaults.batch_max_requests, defaults.batch_max_bytes) == (50_000, 200_000_000)
+    write_config(xdg, 'batch_api = "azure"\nbatch_line_url = false\nbatch_max_requests = 100_000\n')
+    azure = load({**environ, "ASSISTERS_API_KEY": KEY})
+    assert (azure.batch_api, azure.batch_line_url, azure.batch_max_requests) == ("azure", False, 100_000)
+    env = {**environ, "ASSISTERS_API_KEY": KEY, "ASSISTERS_BATCH_API": " OpenAI ",
+           "ASSISTERS_BATCH_LINE_URL": "1", "ASSISTERS_BATCH_ENDPOINT": "/v1/chat/completions",
+           "ASSISTERS_BATCH_MAX_BYTES": "1_000"}
+    overridden = load(env)
+    assert (overridden.batch_api, overridden.batch_endpoint, overridden.batch_line_url,
+            overridden.batch_max_bytes) == ("openai", "/v1/chat/completions", True, 1000)
+    message = load_error({**env, "ASSISTERS_BATCH_MAX_REQUESTS": "0"}).message
+    assert message == ("ASSISTERS_BATCH_MAX_REQUESTS: the most requests in a batch must be a whole number "
+                       "from 1 to 9007199254740992, not '0'")
 
 
 def test_the_flags_bound_on_seconds_is_the_configs() -> None:

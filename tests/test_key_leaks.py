@@ -3,7 +3,9 @@
 A server that quotes back whatever credential it receives (in a 401 body, a 500
 body, an error event inside a stream, a body that is not JSON, an HTML page, a
 redirect, a response header, the answer's own text split across events, a model
-list) meets every command that sends a request, and replay of what they recorded.
+list) meets every command that sends a request, and replay of what they recorded;
+the Batch API commands meet it too (tests/batch/test_keys.py adds a Batch API that
+quotes the key in every object and file).
 Each run's stdout, stderr and every file it wrote are searched for the key in
 every encoding (raw, hex, URL-encoded, base64 at any alignment: conftest.find_key).
 """
@@ -75,6 +77,14 @@ COMMANDS: dict[str, list[str]] = {
     "raw --events": ["raw", "--events"],
     "models --json": ["models", "--json"],
     "models": ["models"],
+    # The Batch API commands (INPUT on stdin: the chat body above, a bare body line).
+    "batch submit": ["batch", "submit"],
+    "batch submit --wait -o": ["batch", "submit", "--wait", "--poll-interval", "0.01", "-o", "{out}"],
+    "batch status --json": ["batch", "status", "--json", "batch_1"],
+    "batch results -o": ["batch", "results", "batch_1", "-o", "{out}"],
+    "batch results": ["batch", "results", "batch_1"],
+    "batch cancel": ["batch", "cancel", "batch_1"],
+    "batch list --json": ["batch", "list", "--json"],
 }
 
 
@@ -92,8 +102,9 @@ def test_no_command_shows_a_key_the_server_quotes_back(httpserver: Any, tmp_path
     env = {"ASSISTERS_BASE_URL": httpserver.url_for("/v1"), "ASSISTERS_API_KEY": SECRET,
            "ASSISTERS_MAX_RETRIES": "1", "XDG_CACHE_HOME": str(tmp_path / "cache")}
     recording = tmp_path / "exchange.jsonl"
-    args = [arg.replace("{rec}", str(recording)) for arg in COMMANDS[name]]
-    result = run_cli(*args, input=CHAT_BODY if args[0] == "raw" else b"", env=env)
+    args = [arg.replace("{rec}", str(recording)).replace("{out}", str(tmp_path / "out.jsonl"))
+            for arg in COMMANDS[name]]
+    result = run_cli(*args, input=CHAT_BODY if args[0] in ("raw", "batch") else b"", env=env)
     no_leak(result, f"{name} against {mode}")
     if recording.exists():
         for render in ("chat", "debug", "raw"):

@@ -3,7 +3,8 @@
 Environment: ``ASSISTERS_API_KEY``, ``ASSISTERS_BASE_URL``, ``ASSISTERS_MODEL``,
 ``ASSISTERS_AUTH_HEADER``, ``ASSISTERS_CONFIG`` (the config file),
 ``ASSISTERS_PROFILE``, then ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` as fallbacks
-for the first two, and one variable per timeout and retry setting (:data:`RULES`).
+for the first two, and one variable per timeout, retry and Batch API setting
+(:data:`RULES`).
 
 The config file is TOML, by default ``$XDG_CONFIG_HOME/assisters/config.toml``
 (``~/.config/assisters/config.toml``). Top-level keys apply to every profile;
@@ -81,6 +82,11 @@ DEFAULT_RESUME_BODY: dict[str, Any] = {"continue_final_message": True, "add_gene
 KEY_COMMAND_TIMEOUT = 30.0
 MAX_TIMEOUT = 86400.0 * 7  # also rejects inf and nan, which socket timeouts refuse
 MAX_COUNT = 100
+BATCH_APIS = ("openai", "azure")
+DEFAULT_BATCH_MAX_REQUESTS = 50_000  # OpenAI's limits on one batch input file
+DEFAULT_BATCH_MAX_BYTES = 200 * 1000 * 1000
+MAX_BATCH_LIMIT = 2**53  # whole numbers TOML, JSON and a float all carry exactly
+MAX_ENDPOINT_LENGTH = 200
 MAX_HOST_LENGTH = 253  # RFC 1035, without the trailing dot
 MAX_LABEL_LENGTH = 63
 
@@ -106,6 +112,12 @@ class Settings:
     auth_header: str = DEFAULT_AUTH_HEADER
     store: bool = True  # keep chats in the conversation store (assisters.conversation.store)
     context: str = "error"  # a conversation too long for the model: "error" or "drop-oldest"
+    # The provider's Batch API (assisters.batch.provider.ProviderAPI.from_settings):
+    batch_api: str = "openai"  # the preset: "openai" or "azure"
+    batch_endpoint: str | None = None  # None: the preset's
+    batch_line_url: bool = True  # each request line carries "method" and "url"
+    batch_max_requests: int = DEFAULT_BATCH_MAX_REQUESTS
+    batch_max_bytes: int = DEFAULT_BATCH_MAX_BYTES
 
     def url(self, path: str) -> str:
         """An endpoint under the base URL (``chat/completions``, ``/models``).
@@ -263,6 +275,38 @@ def parse_context(value: Any, from_file: bool) -> str:
     if text not in CONTEXT_POLICIES:
         raise Invalid(f"must be one of {', '.join(CONTEXT_POLICIES)}, not {shown(value)}")
     return str(text)
+
+
+def parse_batch_api(value: Any, from_file: bool) -> str:
+    """The Batch API preset: where its endpoint is, how its lines look."""
+    text = value.strip().lower() if isinstance(value, str) and not from_file else value
+    if text not in BATCH_APIS:
+        raise Invalid(f"must be one of {', '.join(BATCH_APIS)}, not {shown(value)}")
+    return str(text)
+
+
+def parse_endpoint_path(value: Any, from_file: bool) -> str:
+    """An endpoint path as a provider's Batch API names it (``/v1/chat/completions``)."""
+    text = value.strip() if isinstance(value, str) and not from_file else value
+    if not isinstance(text, str) or not text.startswith("/") or len(text) > MAX_ENDPOINT_LENGTH \
+            or any(c in "?#" or c.isspace() or not c.isprintable() or not c.isascii() for c in text):
+        raise Invalid(f"must be a path such as /v1/chat/completions (ASCII, no spaces, query or "
+                      f"fragment, at most {MAX_ENDPOINT_LENGTH} characters), not {shown(value)}")
+    return text
+
+
+def parse_batch_limit(value: Any, from_file: bool) -> int:
+    """A provider's limit on one batch file: a whole number from 1."""
+    expected = f"a whole number from 1 to {MAX_BATCH_LIMIT}"
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or (from_file and isinstance(value, str)):
+        raise Invalid(f"must be {expected}, not {shown(value)}")
+    try:
+        number = int(value.strip().replace("_", "")) if isinstance(value, str) else value
+    except ValueError:
+        raise Invalid(f"must be {expected}, not {shown(value)}") from None
+    if not 1 <= number <= MAX_BATCH_LIMIT:
+        raise Invalid(f"must be {expected}, not {shown(value)}")
+    return number
 
 
 def parse_header_name(value: Any, from_file: bool) -> str:
@@ -486,6 +530,16 @@ RULES: tuple[Rule, ...] = (
     Rule("store", "store", parse_bool, True, ("store",), ("ASSISTERS_STORE",), ("store",)),
     Rule("context", "the context policy", parse_context, "error", ("context",), ("ASSISTERS_CONTEXT",),
          ("context",)),
+    Rule("batch_api", "the Batch API", parse_batch_api, "openai", env=("ASSISTERS_BATCH_API",),
+         keys=("batch_api",)),
+    Rule("batch_endpoint", "the batch endpoint", parse_endpoint_path, None, env=("ASSISTERS_BATCH_ENDPOINT",),
+         keys=("batch_endpoint",)),
+    Rule("batch_line_url", "batch_line_url", parse_bool, True, env=("ASSISTERS_BATCH_LINE_URL",),
+         keys=("batch_line_url",)),
+    Rule("batch_max_requests", "the most requests in a batch", parse_batch_limit, DEFAULT_BATCH_MAX_REQUESTS,
+         env=("ASSISTERS_BATCH_MAX_REQUESTS",), keys=("batch_max_requests",)),
+    Rule("batch_max_bytes", "the largest batch file", parse_batch_limit, DEFAULT_BATCH_MAX_BYTES,
+         env=("ASSISTERS_BATCH_MAX_BYTES",), keys=("batch_max_bytes",)),
 )
 PROFILE_RULE = Rule("profile", "the profile", parse_name, None, ("profile",), ("ASSISTERS_PROFILE",),
                     ("profile",))

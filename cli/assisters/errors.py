@@ -9,11 +9,13 @@ place (``commands.main``) turns them into a single stderr line and an exit code.
 | 1   | unexpected internal error (traceback only with ASSISTERS_DEBUG=1) |
 | 2   | usage error (bad option, no prompt, an argument that cannot be sent) |
 | 3   | batch: some requests failed (OUTPUT holds an error line for each) |
-| 65  | request rejected (HTTP 400, 404, 413, 422 and other 4xx; raw's body not JSON; a damaged recording) |
+| 65  | request rejected (HTTP 400, 404, 413, 422 and other 4xx; raw's body not JSON; a damaged recording; |
+|     | bad batch input; a provider's batch that failed, a batch id it does not know, no Batch API) |
 | 68  | host not found: the base URL's host name does not exist (not retried) |
-| 69  | server error (HTTP 5xx, an error reported inside a 200 stream) |
+| 69  | server error (HTTP 5xx, an error reported inside a 200 stream; a batch expired or cancelled) |
 | 74  | output error: stdout cannot be written (closed, disk full, I/O error) |
-| 75  | temporary failure (connect error, timeout, 408, 409, 429, stream cut before it completed) |
+| 75  | temporary failure (connect error, timeout, 408, 409, 429, stream cut before it completed; a |
+|     | provider's batch still running) |
 | 76  | protocol error (the reply is not HTTP, not a chat completion stream, or over a size limit) |
 | 77  | authentication (HTTP 401, 403) |
 | 78  | configuration (no API key or an unusable one, bad base URL, broken config file) |
@@ -66,6 +68,14 @@ class AssistersError(Exception):
         self.retry_after: float | None = None
         if status is not None:
             self.status = status
+
+
+class StatusOnly(AssistersError):
+    """An exit status whose reason the command has already shown (``batch status``
+    prints "in_progress" on stdout and exits 75): ``main`` adds no error line."""
+
+    def __init__(self, status: ExitStatus) -> None:
+        super().__init__("", status)
 
 
 class ConfigError(AssistersError):

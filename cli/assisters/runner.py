@@ -124,7 +124,7 @@ def render_chat(open_exchange: ExchangeOpener, streams: Streams, *, as_json: boo
     try:
         result = run_chat(open_exchange, shown, body=request_body,
                           policy=policy or RetryPolicy(max_retries=0), notify=notify, timing=timing,
-                          watch=watch, stdout_fd=_fileno(streams.stdout), keep_text=as_json,
+                          watch=watch, stdout_fd=fileno(streams.stdout), keep_text=as_json,
                           progress=progress)
     except (AssistersError, KeyboardInterrupt) as exc:
         if isinstance(sink, JsonSink) and not isinstance(exc, OutputError):
@@ -158,7 +158,8 @@ def _write_incomplete(sink: JsonSink, progress: Progress, exc: BaseException,
         sink.write_incomplete(progress, status, message, extra)
 
 
-def _fileno(stream: object) -> int | None:
+def fileno(stream: object) -> int | None:
+    """The file descriptor under a stream, or None (a test's stream has none)."""
     try:
         return stream.fileno()  # type: ignore[attr-defined, no-any-return]
     except (AttributeError, OSError, ValueError):

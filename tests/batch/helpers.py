@@ -1,10 +1,21 @@
-"""What the batch tests share: running ``batch run`` as a process and reading OUTPUT
-back; settings and a Batch API client for a local server; input files."""
+"""What the batch tests share: running ``batch run`` and the Batch API commands as
+processes and reading OUTPUT back; settings and a Batch API client for a local
+server; input files; a stderr on a pseudo-terminal; a raw HTTP server that can hang
+up half-way."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
+import select
+import socket
+import struct
 import subprocess
+import termios
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +29,8 @@ from assisters.server.app import ChatServer
 from tests.conftest import SECRET, cli_command, run_cli
 from tests.server.helpers import batch_lines, request_line
 
+FAST = ("--poll-interval", "0.02", "--max-poll-interval", "0.1")  # --wait polls of a local server
+
 
 def env_for(server: ChatServer, **extra: str) -> dict[str, str]:
     return {"ASSISTERS_BASE_URL": server.base_url, "ASSISTERS_API_KEY": SECRET, **extra}
@@ -26,6 +39,12 @@ def env_for(server: ChatServer, **extra: str) -> dict[str, str]:
 def batch_run(server: ChatServer, *args: str, input: bytes = b"", **env: str,
               ) -> subprocess.CompletedProcess[bytes]:
     return run_cli("batch", "run", *args, input=input, env=env_for(server, **env), timeout=120)
+
+
+def batch_cli(server: ChatServer, *args: str, input: bytes = b"", **env: str,
+              ) -> subprocess.CompletedProcess[bytes]:
+    """``assisters batch ARGS`` (submit, status, results, ...) against ``server``."""
+    return run_cli("batch", *args, input=input, env=env_for(server, **env), timeout=120)
 
 
 def start_batch(server: ChatServer, *args: str) -> subprocess.Popen[bytes]:
@@ -72,3 +91,63 @@ def input_file(tmp_path: Path, *texts: str, **body: Any) -> Path:
     path = tmp_path / "in.jsonl"
     path.write_bytes(batch_lines(*(request_line(f"q{i}", t, **body) for i, t in enumerate(texts))))
     return path
+
+
+def on_terminal(args: list[str], env: dict[str, str]) -> tuple[int, bytes]:
+    """Run with stderr on a pseudo-terminal (stdout a pipe); returns (status, what stderr showed)."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal has a size
+    process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=terminal,
+                               env={**os.environ, **env})
+    os.close(terminal)
+    screen = b""
+    while True:
+        ready, _, _ = select.select([controller], [], [], 60)
+        if not ready:
+            break
+        try:
+            data = os.read(controller, 65536)
+        except OSError:  # the terminal closed: the process is done
+            break
+        if not data:
+            break
+        screen += data
+    os.close(controller)
+    return process.wait(timeout=30), screen
+
+
+@contextmanager
+def raw_http_server(answer: Callable[[bytes], bytes]) -> Iterator[str]:
+    """A server that reads a request (its head, and a small body) and sends
+    ``answer(request)`` as is, then hangs up: a reply can be cut anywhere. Yields the
+    base URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)  # close() would not wake a blocked accept(): poll a stop flag
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                with suppress(OSError):  # the client hung up first
+                    conn.sendall(answer(conn.recv(65536)))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+def http_reply(body: bytes, *, length: int | None = None, content_type: str = "application/json") -> bytes:
+    """A whole HTTP/1.1 reply, or (``length`` larger than the body) one that promises more."""
+    head = (f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body) if length is None else length}\r\nConnection: close\r\n\r\n")
+    return head.encode() + body

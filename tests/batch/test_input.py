@@ -47,7 +47,7 @@ def test_a_prompt_line_is_its_text_without_the_line_end():
     (line({"custom_id": 5, "body": {"messages": MESSAGES}}), "custom_id must be a non-empty string"),
     (line({"custom_id": "a", "method": "GET", "body": {"messages": MESSAGES}}), "method must be POST"),
     (line({"custom_id": "a", "url": "/v1/embeddings", "body": {}}),
-     "url '/v1/embeddings' is not supported; supported: /v1/chat/completions"),
+     "url '/v1/embeddings' is not supported; supported: /v1/chat/completions, /chat/completions"),
     (line({"custom_id": "a"}), "body must be a JSON object"),
     (line({"custom_id": "a", "body": {"model": "x"}}), "the body has no messages"),
     (line({"model": "x"}), "the body has no messages"),

@@ -2,43 +2,13 @@
 
 from __future__ import annotations
 
-import fcntl
-import os
-import pty
 import re
-import select
-import struct
-import subprocess
-import termios
 from pathlib import Path
 
 from assisters.server.app import ChatServer
 from assisters.server.options import ServeOptions
-from tests.batch.helpers import batch_run, env_for, prompts_file
+from tests.batch.helpers import batch_run, env_for, on_terminal, prompts_file
 from tests.conftest import cli_command
-
-
-def on_terminal(args: list[str], env: dict[str, str]) -> tuple[int, bytes]:
-    """Run with stderr on a pseudo-terminal (stdout a pipe); returns (status, what stderr showed)."""
-    controller, terminal = pty.openpty()
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal has a size
-    process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=terminal,
-                               env={**os.environ, **env})
-    os.close(terminal)
-    screen = b""
-    while True:
-        ready, _, _ = select.select([controller], [], [], 60)
-        if not ready:
-            break
-        try:
-            data = os.read(controller, 65536)
-        except OSError:  # the terminal closed: the process is done
-            break
-        if not data:
-            break
-        screen += data
-    os.close(controller)
-    return process.wait(timeout=30), screen
 
 
 def test_a_terminal_gets_a_live_bar_then_the_summary(tmp_path: Path):

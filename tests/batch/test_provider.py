@@ -7,9 +7,7 @@ Timing is only ever checked with a generous lower bound, never an upper one.
 from __future__ import annotations
 
 import socket
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import orjson
@@ -29,7 +27,7 @@ from assisters.batch.waiting import PollPolicy, wait_for_batch
 from assisters.errors import ExitStatus, HTTPStatusError, ProtocolError, RequestError, TemporaryError
 from assisters.server.app import ChatServer
 from assisters.server.options import ServeOptions
-from tests.batch.helpers import batch_client, input_file, settings_for
+from tests.batch.helpers import batch_client, http_reply, input_file, raw_http_server, settings_for
 from tests.conftest import SECRET, key_input
 
 FAST = PollPolicy(first=0.01, longest=0.05)
@@ -78,33 +76,10 @@ def test_download_is_whole_and_scrubbed_of_the_key(tmp_path: Path) -> None:
         assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]
 
 
-@contextmanager
-def half_a_file(body: bytes) -> Iterator[str]:
+def half_a_file(body: bytes) -> AbstractContextManager[str]:
     """A server that promises ``body`` and hangs up half-way, every time."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.05)  # close() would not wake a blocked accept(): poll a stop flag
-    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n"
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(5)
-                conn.recv(65536)
-                conn.sendall(head % len(body) + body[: len(body) // 2])
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
-    finally:
-        stop.set()
-        thread.join()
-        listener.close()
+    return raw_http_server(lambda _request: http_reply(body[: len(body) // 2], length=len(body),
+                                                       content_type="application/octet-stream"))
 
 
 def test_a_broken_download_is_retried_then_leaves_no_half_file(tmp_path: Path) -> None:
@@ -203,7 +178,9 @@ def test_an_upload_too_large_for_the_server_says_to_split(tmp_path: Path) -> Non
     with ChatServer(ServeOptions(max_upload_bytes=100)) as srv, batch_client(srv.base_url) as client:
         with pytest.raises(HTTPStatusError, match="File is too large") as caught:
             client.upload(path)
-        assert caught.value.message.endswith("; split the input into smaller files and submit each")
+        assert caught.value.message.endswith(
+            "up to 100 bytes; set batch_max_bytes (ASSISTERS_BATCH_MAX_BYTES) to the provider's limit and "
+            "submit with --split")
         assert caught.value.status == ExitStatus.REJECTED
         assert srv.state.files.listing() == []
 
@@ -212,7 +189,8 @@ def test_limits_are_checked_before_uploading() -> None:
     check_limits(200_000_000, 50_000)
     with pytest.raises(RequestError, match=r"50001 requests; one batch holds at most 50000: split it into 2"):
         check_limits(10, 50_001, name="in.jsonl")
-    with pytest.raises(RequestError, match=r"is 300 bytes .* at most 200: split it \(e\.g\. split -l 4 FILE"):
+    with pytest.raises(RequestError, match=r"is 300 bytes .* at most 200: split it with --split \(or: "
+                                           r"assisters batch prepare INPUT \| split -l 4 - part-, then"):
         check_limits(300, 8, FileLimits(max_bytes=200, max_requests=10))
 
 

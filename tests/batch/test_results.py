@@ -33,13 +33,13 @@ def test_results_merge_the_output_and_error_files_as_the_provider_wrote_them(tmp
         provider = {kind: srv.state.files.get(done[f"{kind}_file_id"]).path.read_bytes().splitlines()
                     for kind in ("output", "error")}
         dest = tmp_path / "results.jsonl"
-        report = download_results(client, done, dest)
+        report = download_results(client, [done], dest)
         lines = dest.read_bytes().splitlines()
         assert lines == provider["output"] + provider["error"]  # byte for byte
         assert [orjson.loads(line)["custom_id"] for line in lines] == ["a", "c", "b"]
         assert (report.lines, report.from_output, report.from_errors) == (3, 2, 1)
 
-        ordered = download_results(client, done, dest, order=custom_ids_of(path))
+        ordered = download_results(client, [done], dest, order=custom_ids_of(path))
         assert [orjson.loads(line)["custom_id"] for line in dest.read_bytes().splitlines()] == ["a", "b", "c"]
         assert (ordered.lines, ordered.filled, ordered.unexpected) == (3, [], 0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "results.jsonl"]  # no scratch left
@@ -52,7 +52,7 @@ def test_a_cancelled_batch_gives_a_line_for_every_request_when_ordered(tmp_path:
         client.cancel(batch["id"])
         done = wait_for_batch(client, batch["id"], poll=FAST)
         dest = tmp_path / "results.jsonl"
-        report = download_results(client, done, dest, order=custom_ids_of(path))
+        report = download_results(client, [done], dest, order=custom_ids_of(path))
     assert report.filled == ["q0", "q1"]
     lines = [orjson.loads(line) for line in dest.read_bytes().splitlines()]
     assert lines == [{"id": None, "custom_id": f"q{i}", "response": None,
@@ -64,9 +64,9 @@ def test_a_cancelled_batch_gives_a_line_for_every_request_when_ordered(tmp_path:
 def test_results_are_refused_while_running_and_after_failing(tmp_path: Path) -> None:
     with ChatServer(ServeOptions(batch_delay=600)) as srv, batch_client(srv.base_url) as client:
         running = client.create(client.upload(input_file(tmp_path, "a"))["id"])
-        waiting = r"is still validating; wait for it \(assisters batch status"
+        waiting = r"is still validating: wait for it with `assisters batch results batch_\w+ --wait`, or ask"
         with pytest.raises(ResultsNotReady, match=waiting) as caught:
-            download_results(client, running, tmp_path / "out.jsonl")
+            download_results(client, [running], tmp_path / "out.jsonl")
         assert caught.value.status == ExitStatus.TEMPORARY
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(b'{"custom_id": "a"\n')
@@ -74,7 +74,7 @@ def test_results_are_refused_while_running_and_after_failing(tmp_path: Path) -> 
         failed = wait_for_batch(client, client.create(client.upload(bad)["id"])["id"], poll=FAST)
         reason = r"failed, so it has no results: line 1: This line is not parseable as valid JSON\."
         with pytest.raises(ResultsNotReady, match=reason + r" \(invalid_json_line\)") as caught:
-            download_results(client, failed, tmp_path / "out.jsonl")
+            download_results(client, [failed], tmp_path / "out.jsonl")
         assert caught.value.status == ExitStatus.REJECTED
     assert not (tmp_path / "out.jsonl").exists()
 
@@ -85,17 +85,17 @@ def test_merge_drops_duplicates_fills_gaps_and_keeps_strangers_last(tmp_path: Pa
     crlf = batch_lines(result("a", "again", 500), result("d", "bad", 400)).replace(b"\n", b"\r\n")
     errors.write_bytes(crlf)
     dest = tmp_path / "merged.jsonl"
-    report = merge_results(output, errors, dest, order=["a", "b", "c", "d"])
+    report = merge_results([("output", output), ("error", errors)], dest, order=["a", "b", "c", "d"])
     ids = [orjson.loads(line)["custom_id"] for line in dest.read_bytes().splitlines()]
     assert ids == ["a", "b", "c", "d", "x"]
     assert (report.filled, report.duplicates, report.unexpected) == (["c"], 1, 1)
     assert orjson.loads(dest.read_bytes().splitlines()[2])["error"]["code"] == "result_missing"
     assert b"\r" not in dest.read_bytes()
 
-    report = merge_results(None, errors, dest)  # only an error file; the provider's order
+    report = merge_results([("error", errors)], dest)  # only an error file; the provider's order
     assert [orjson.loads(line)["custom_id"] for line in dest.read_bytes().splitlines()] == ["a", "d"]
     assert (report.from_output, report.from_errors) == (0, 2)
-    merge_results(None, None, dest)
+    merge_results([], dest)
     assert dest.read_bytes() == b""
 
 
@@ -105,7 +105,7 @@ def test_a_line_that_is_not_a_result_leaves_the_old_file(tmp_path: Path) -> None
     dest = tmp_path / "merged.jsonl"
     dest.write_bytes(b"old\n")
     with pytest.raises(ProtocolError, match="line 2 of the output file is not a Batch output line"):
-        merge_results(output, None, dest)
+        merge_results([("output", output)], dest)
     assert dest.read_bytes() == b"old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["merged.jsonl", "output"]
 
@@ -122,4 +122,4 @@ def test_custom_ids_of_an_input_file(tmp_path: Path) -> None:
 
 def test_an_unwritable_destination_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(RequestError, match=r"cannot write .*nowhere/merged\.jsonl"):
-        merge_results(None, None, tmp_path / "nowhere" / "merged.jsonl")
+        merge_results([], tmp_path / "nowhere" / "merged.jsonl")

@@ -121,7 +121,8 @@ def test_validation_errors_have_line_numbers_and_nothing_is_sent(server, tmp_pat
     assert result.returncode == 65
     assert result.stderr.decode().splitlines() == [
         f"{source}:2: not JSON: unexpected character, expected a string key: line 1 column 2 (char 1)",
-        f"{source}:3: url '/v1/embeddings' is not supported; supported: /v1/chat/completions",
+        f"{source}:3: url '/v1/embeddings' is not supported; "
+        "supported: /v1/chat/completions, /chat/completions",
         f"{source}:4: the body has no messages",
         f"assisters: error: {source}: 3 problems in the input; nothing was sent",
     ]

@@ -7,7 +7,7 @@ import typing
 
 import pytest
 
-from assisters.batch.states import STATES, error_summary, state_of, status_line, visible
+from assisters.batch.states import STATES, error_summary, state_of, status_line
 from assisters.errors import ExitStatus
 
 
@@ -60,4 +60,3 @@ def test_error_summary_names_lines_and_codes() -> None:
         "... and 6 more",
     ]
     assert error_summary({"errors": None}) == []
-    assert visible("a\tb\x07") == "a b\\x07"

@@ -20,13 +20,18 @@ does not care which road a batch took. Built on the core: the SSE decoder and
   person sees;
 * :mod:`~assisters.batch.run`: ``batch run`` from start to exit status.
 
-The provider's Batch API, client side:
+The provider's Batch API (``batch submit``, ``status``, ``results``, ``cancel``,
+``list``, ``prepare``):
 
 * :mod:`~assisters.batch.provider`: :class:`~assisters.batch.provider.BatchClient`
   (files and batches, with the retry rules) and where the API lives
-  (:class:`~assisters.batch.provider.ProviderAPI`); the plan for the subcommands;
+  (:class:`~assisters.batch.provider.ProviderAPI`, from the config profile);
+* :mod:`~assisters.batch.prepare`: the input as Batch request lines, in files within
+  the provider's limits;
 * :mod:`~assisters.batch.waiting`: polling until a batch ends, backing off;
 * :mod:`~assisters.batch.states`: every state, what it means, what ``status`` exits with;
 * :mod:`~assisters.batch.results`: the output and error files as one file;
-* :mod:`~assisters.batch.atomic`: files that appear whole or not at all, scrubbed.
+* :mod:`~assisters.batch.atomic`: files that appear whole or not at all, scrubbed
+  (``batch run --retry-failed``'s rewrite too);
+* :mod:`~assisters.batch.remote`: each command from settings to exit status.
 """

@@ -26,16 +26,17 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import orjson
 
-from assisters.answer import one_line
+from assisters.errors import RequestError
 from assisters.request import ChatOptions
+from assisters.visible import one_line
 
-SUPPORTED_URLS = ("/v1/chat/completions",)
+SUPPORTED_URLS = ("/v1/chat/completions", "/chat/completions")  # the second: Azure's spelling
 MAX_LINE_BYTES = 16 * 1024 * 1024  # the largest request body a provider accepts is smaller
 MAX_PROBLEMS = 20  # problems listed one by one; the rest are counted
 STDIN_NAME = "<stdin>"
@@ -150,6 +151,20 @@ def _check_body(body: dict[str, Any]) -> None:
         raise LineProblem("the body has no messages")
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
         raise LineProblem("messages must be a non-empty list of message objects")
+
+
+def refuse_problems(check: InputCheck, name: str, warn: Callable[[str], None]) -> None:
+    """A checked input with problems: each one (the first :data:`MAX_PROBLEMS`) as a
+    line, then the refusal (exit 65): nothing is sent."""
+    if check.ok:
+        return
+    for problem in check.problems:
+        warn(problem)
+    hidden = check.problem_count - len(check.problems)
+    if hidden:
+        warn(f"{name}: ... and {hidden} more problems")
+    raise RequestError(f"{name}: {check.problem_count} problem{'s' if check.problem_count != 1 else ''} "
+                       "in the input; nothing was sent")
 
 
 def estimate_prompt_tokens(body: dict[str, Any]) -> int:

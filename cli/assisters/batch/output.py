@@ -9,15 +9,15 @@ The rules that make a run resumable after ``kill -9`` at any moment:
   it away: that request is sent again) and returns the custom_ids it holds, split into
   done and failed;
 * ``--retry-failed`` drops the failed lines with :func:`drop_lines`, which rewrites
-  OUTPUT to a temporary file beside it and renames it over OUTPUT (atomic: a kill
-  leaves the old file or the new one), before those requests are sent again; so no
-  custom_id ever has two lines;
+  OUTPUT through :func:`~assisters.batch.atomic.atomic_file` (a temporary file beside
+  it, renamed over OUTPUT: a kill leaves the old file or the new one), before those
+  requests are sent again; so no custom_id ever has two lines;
 * one run at a time: the file is locked (``flock``) while a run appends to it.
 
 Every line is scrubbed of secrets (:func:`assisters.redact.scrub_bytes`) before it
 is written. :class:`ReorderBuffer` gives ``--ordered`` its input order with a
-bounded number of lines held. ``batch results`` writes provider output through the
-same writer.
+bounded number of lines held. ``batch results`` writes the provider's results
+whole, through :func:`~assisters.batch.atomic.atomic_file` too.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from assisters.batch.atomic import atomic_file
 from assisters.batch.lines import is_failure
 from assisters.errors import AssistersError, ExitStatus, RequestError
 from assisters.redact import scrub_bytes
@@ -103,24 +104,16 @@ def drop_lines(path: str, custom_ids: set[str]) -> int:
     """Rewrite OUTPUT without the lines of ``custom_ids``, atomically; returns how many went."""
     if not custom_ids:
         return 0
-    directory = os.path.dirname(os.path.abspath(path))
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
     dropped = 0
     try:
-        with open(path, "rb") as source, open(temporary, "wb") as target:
+        with open(path, "rb") as source, atomic_file(path, error=_unusable) as target:
             for raw in source:
                 if raw.strip() and _custom_id(raw) in custom_ids:
                     dropped += 1
                     continue
                 target.write(raw)
-            target.flush()
-            os.fsync(target.fileno())
-        os.replace(temporary, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
+    except OSError as exc:  # reading it
         raise _unusable(path, exc) from None
-    _sync_directory(directory)
     return dropped
 
 
@@ -130,15 +123,6 @@ def _custom_id(raw: bytes) -> object:
     except orjson.JSONDecodeError:
         return None
     return line.get("custom_id") if isinstance(line, dict) else None
-
-
-def _sync_directory(directory: str) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 class OutputWriter:
@@ -206,7 +190,7 @@ def _lock(fd: int, path: str) -> None:
                              ExitStatus.USAGE) from None
 
 
-def _unusable(path: str, exc: OSError) -> AssistersError:
+def _unusable(path: str | os.PathLike[str], exc: OSError) -> AssistersError:
     return AssistersError(f"cannot use {path} as OUTPUT: {exc.strerror or exc}", ExitStatus.USAGE)
 
 

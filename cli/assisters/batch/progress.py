@@ -8,16 +8,21 @@
   prints one plain line every ``--progress-interval`` seconds (default 10), for logs;
 * batch notices (a 429 pausing every request) print above the bar, or as lines.
 
-``-q`` shows none of it.
+``-q`` shows none of it. Waiting for a provider's batch (``submit --wait``,
+``results --wait``) gets the same kind of bar on a terminal, from the batch's
+``request_counts`` at each poll (:class:`WaitBar`), and nothing elsewhere.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any, Protocol
 
+from assisters.batch.states import counts_of
 from assisters.batch.summary import BatchStats
 from assisters.terminal import Streams
+from assisters.visible import one_line
 
 
 class Progress(Protocol):
@@ -113,3 +118,39 @@ def progress_for(streams: Streams, *, total: int, wanted: bool | None, interval:
     if wanted:
         return PlainLines(streams, interval)
     return NoticesOnly(streams)
+
+
+class WaitBar:
+    """A provider's batch on a terminal while it is waited for: done/total from its
+    ``request_counts``, its state and failures; one bar per batch, erased at the end."""
+
+    def __init__(self, streams: Streams) -> None:
+        self._streams = streams
+        self._bar: Any = None
+        self._batch_id: object = None
+
+    def update(self, batch: Mapping[str, Any]) -> None:
+        total, completed, failed = counts_of(batch)
+        if self._bar is None or batch.get("id") != self._batch_id:
+            self.close()
+            from tqdm import tqdm
+
+            tqdm.monitor_interval = 0
+            self._batch_id = batch.get("id")
+            self._bar = tqdm(total=total or None, file=self._streams.stderr, unit="req", dynamic_ncols=True,
+                             leave=False, mininterval=0, desc=one_line(str(self._batch_id), 40))
+        if total and self._bar.total != total:
+            self._bar.total = total
+        self._bar.n = completed + failed
+        self._bar.set_postfix_str(f"{one_line(str(batch.get('status')), 40)}, failed {failed}", refresh=False)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def wait_bar(streams: Streams, *, quiet: bool) -> WaitBar | None:
+    """The display while waiting: a bar on a terminal (not with ``-q`` or ``NO_COLOR``), else none."""
+    return WaitBar(streams) if streams.stderr_styled and not quiet else None

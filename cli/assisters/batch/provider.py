@@ -5,8 +5,10 @@ cancel batches, download a file, on the core (``client.make_client``,
 Where the API lives and the shape of a request line are a :class:`ProviderAPI`
 (OpenAI's by default; :meth:`ProviderAPI.azure` puts ``api-version`` in every
 query string and names the endpoint ``/chat/completions``, without ``/v1``; some
-providers want lines without ``method`` and ``url``). Its fields are meant to
-become config profile keys; until then the caller passes them.
+providers want lines without ``method`` and ``url``). The config profile says which
+(:meth:`ProviderAPI.from_settings`: ``batch_api``, ``batch_endpoint``,
+``batch_line_url``; there Azure's ``api-version`` stays in the base URL's query
+string), and how large a file may be (:meth:`FileLimits.from_settings`).
 
 Failures, as a script meets them:
 
@@ -22,30 +24,13 @@ Failures, as a script meets them:
   :class:`NotFound` (both exit 65), told apart by asking the list endpoint once;
 * a file over the provider's limits is refused before uploading
   (:func:`check_limits`, saying how to split it); one the provider refuses for its
-  size keeps the provider's words and gets the same advice.
+  size keeps the provider's words and says how to go under its limit
+  (``batch_max_bytes`` and ``--split``).
 
-How the ``assisters batch`` subcommands of this issue will use the library (the
-input reader and the output writer come from ``batch run``'s modules):
-
-* ``submit [INPUT]``: read and validate INPUT (``batch run``'s reader), shape each
-  line with :func:`request_line`, :func:`check_limits`, :meth:`BatchClient.upload`,
-  :meth:`BatchClient.create` (``--metadata``), print the id. ``--wait``:
-  :func:`~assisters.batch.waiting.wait_for_batch` with a progress line from
-  ``request_counts`` on a terminal; ``-o``: then as ``results``. Ctrl-C while
-  waiting leaves the batch running; the message names ``batch status ID`` and
-  ``batch results ID``.
-* ``status ID``: :meth:`BatchClient.retrieve`, then
-  :func:`~assisters.batch.states.status_line` (or the object with ``--json``),
-  the provider's ``errors`` on stderr (:func:`~assisters.batch.states.error_summary`),
-  exiting with :attr:`~assisters.batch.states.BatchState.exit_status`: 0 completed,
-  75 still running, 69 expired or cancelled (partial results), 65 failed.
-* ``results ID [-o OUT] [--ordered --input FILE]``: :meth:`BatchClient.retrieve`,
-  then :func:`~assisters.batch.results.download_results` (refuses with 75 while the
-  batch runs, 65 when it failed); ``--ordered`` passes the input's custom_ids
-  (:func:`~assisters.batch.results.custom_ids_of`).
-* ``cancel ID``: :meth:`BatchClient.cancel`, then the status line.
-* ``list [--limit N] [--json]``: :meth:`BatchClient.list`, a status line each.
-* ``prepare [INPUT]``: the reader, then :func:`request_line` per line to stdout.
+The ``assisters batch`` subcommands use it through
+:mod:`~assisters.batch.remote` (``submit``, ``status``, ``results``, ``cancel``,
+``list``) and :mod:`~assisters.batch.prepare` (the request lines, and the files
+``submit`` uploads).
 """
 
 from __future__ import annotations
@@ -94,6 +79,15 @@ class ProviderAPI:
         """Azure OpenAI (base URL ``https://NAME.openai.azure.com/openai``)."""
         return cls(query=(("api-version", api_version),), endpoint="/chat/completions")
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ProviderAPI:
+        """The profile's Batch API: the ``batch_api`` preset, then ``batch_endpoint`` and
+        ``batch_line_url``. Azure's ``api-version`` stays in the base URL's query string,
+        which :meth:`Settings.url <assisters.config.Settings.url>` keeps on every path."""
+        preset = PRESETS[settings.batch_api]
+        return cls(endpoint=settings.batch_endpoint or preset.endpoint,
+                   method_and_url=settings.batch_line_url)
+
 
 @dataclass(frozen=True)
 class FileLimits:
@@ -101,6 +95,17 @@ class FileLimits:
 
     max_bytes: int = OPENAI_MAX_BYTES
     max_requests: int = OPENAI_MAX_REQUESTS
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FileLimits:
+        return cls(max_bytes=settings.batch_max_bytes, max_requests=settings.batch_max_requests)
+
+
+# The ``batch_api`` presets of the config profile.
+PRESETS: dict[str, ProviderAPI] = {
+    "openai": ProviderAPI(),
+    "azure": ProviderAPI(endpoint="/chat/completions"),  # api-version: in the base URL's query string
+}
 
 
 def request_line(custom_id: str, body: Mapping[str, Any], api: ProviderAPI = ProviderAPI()) -> bytes:
@@ -114,17 +119,23 @@ def request_line(custom_id: str, body: Mapping[str, Any], api: ProviderAPI = Pro
 
 def check_limits(size: int, requests: int, limits: FileLimits = FileLimits(),
                  name: str = "the input") -> None:
-    """Refuse, before any upload, a file the provider would refuse; say how to split it."""
+    """Refuse, before any upload, a file the provider would refuse; say how to split it.
+
+    The advice splits the normalised lines (``batch prepare``), whose custom_ids are
+    fixed, rather than INPUT itself: a bare body's ``line-N`` would repeat in every
+    part."""
     if requests > limits.max_requests:
         parts = -(-requests // limits.max_requests)
         raise RequestError(
             f"{name} has {requests} requests; one batch holds at most {limits.max_requests}: split it into "
-            f"{parts} files (e.g. split -l {limits.max_requests} FILE part-) and submit each")
+            f"{parts} batches with --split (or: assisters batch prepare INPUT | split -l "
+            f"{limits.max_requests} - part-, then submit each part); nothing was sent")
     if size > limits.max_bytes:
         lines = max(1, requests * limits.max_bytes // max(size, 1) * 9 // 10)
         raise RequestError(
             f"{name} is {size} bytes as Batch request lines; one batch file may be at most "
-            f"{limits.max_bytes}: split it (e.g. split -l {lines} FILE part-) and submit each")
+            f"{limits.max_bytes}: split it with --split (or: assisters batch prepare INPUT | "
+            f"split -l {lines} - part-, then submit each part); nothing was sent")
 
 
 class NoBatchAPI(AssistersError):
@@ -188,7 +199,8 @@ class BatchClient:
             if exc.http_status == 404:
                 raise self._missing_api(exc, "POST", self.api.files_path) from None
             if exc.http_status in (400, 413) and "too large" in exc.message.lower():
-                exc.message += "; split the input into smaller files and submit each"
+                exc.message = (exc.message.rstrip(". ") + "; set batch_max_bytes (ASSISTERS_BATCH_MAX_BYTES) "
+                               "to the provider's limit and submit with --split")
             raise
 
     def create(self, input_file_id: str, *, metadata: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -236,6 +248,10 @@ class BatchClient:
                 break
         return batches[:limit]
 
+    def delete_file(self, file_id: str) -> None:
+        """``DELETE /files/ID``: tidying up an upload no batch will use."""
+        self._json("DELETE", self.api.files_path, file_id)
+
     def download(self, file_id: str, dest: Path) -> int:
         """``GET /files/ID/content`` into ``dest``, atomically and scrubbed of secrets:
         a broken download leaves no half file (it is retried from the start, as the
@@ -268,9 +284,10 @@ class BatchClient:
             raise
 
     def _url(self, *segments: str, params: Mapping[str, str] | None = None) -> str:
+        """The URL of an API path; the base URL's own query (Azure's ``api-version``) stays."""
         path = "/".join(quote(s, safe="") if i else s.strip("/") for i, s in enumerate(segments))
         query = [*self.api.query, *(params or {}).items()]
-        return self.settings.url(path) + (f"?{urlencode(query)}" if query else "")
+        return self.settings.url(path + (f"?{urlencode(query)}" if query else ""))
 
     def _json(self, method: str, *segments: str, body: bytes | None = None,
               params: Mapping[str, str] | None = None, idempotent: bool = True) -> dict[str, Any]:

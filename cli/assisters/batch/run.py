@@ -22,12 +22,12 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from assisters.batch.input import BatchInput, InputCheck
+from assisters.batch.input import BatchInput, InputCheck, refuse_problems
 from assisters.batch.output import OutputIndex, OutputWriter, ReorderBuffer, drop_lines, scan_output
 from assisters.batch.progress import progress_for
 from assisters.batch.summary import BatchStats
 from assisters.config import Settings
-from assisters.errors import AssistersError, ExitStatus, RequestError
+from assisters.errors import AssistersError, ExitStatus
 from assisters.redact import scrub_bytes
 from assisters.request import ChatOptions
 from assisters.terminal import Streams
@@ -70,7 +70,7 @@ def run_batch(settings: Settings, chat: ChatOptions, options: RunOptions, stream
                              ExitStatus.USAGE)
     with BatchInput(options.input_path, streams.stdin, prompts=options.prompts, options=chat) as source:
         check = source.check()
-        _refuse_problems(check, source.name, streams)
+        refuse_problems(check, source.name, streams.warn)
         if options.dry_run:
             _dry_run(check, output, options, streams)
             return
@@ -89,18 +89,6 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return False
-
-
-def _refuse_problems(check: InputCheck, name: str, streams: Streams) -> None:
-    if check.ok:
-        return
-    for problem in check.problems:
-        streams.warn(problem)
-    hidden = check.problem_count - len(check.problems)
-    if hidden:
-        streams.warn(f"{name}: ... and {hidden} more problems")
-    raise RequestError(f"{name}: {check.problem_count} problem{'s' if check.problem_count != 1 else ''} "
-                       "in the input; nothing was sent")
 
 
 def _dry_run(check: InputCheck, output: str | None, options: RunOptions, streams: Streams) -> None:

@@ -15,23 +15,21 @@ exits with.
 So a script tells apart "done" (0), "still running" (75, the status a retry loop
 waits on), "it will not complete, but what ran is there" (69) and "the provider
 refused the input" (65). A state this table does not know (a provider's own) counts
-as running, and ``status`` says so. The statuses are those of
+as running, and ``status`` says so. For several batches (the parts of a ``submit
+--split``) the least finished one decides (:func:`combined_state`). The statuses are those of
 :class:`~assisters.errors.ExitStatus`; ``commands/main.py`` stays the one place
 that maps outcomes to them.
 """
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from assisters.answer import one_line
 from assisters.errors import ExitStatus
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+from assisters.visible import one_line
 
 
 @dataclass(frozen=True)
@@ -72,9 +70,8 @@ def status_line(batch: Mapping[str, Any]) -> str:
 
     ``batch_abc in_progress 12/100 done, 1 failed; created 2026-01-02 03:04Z, expires 2026-01-03 03:04Z``
     """
-    counts = batch.get("request_counts") or {}
-    total, completed, failed = (counts.get(k, 0) for k in ("total", "completed", "failed"))
-    text = visible(f"{batch.get('id')} {batch.get('status')}") + f" {completed + failed}/{total} done"
+    total, completed, failed = counts_of(batch)
+    text = one_line(f"{batch.get('id')} {batch.get('status')}", 300) + f" {completed + failed}/{total} done"
     if failed:
         text += f", {failed} failed"
     times = [f"{word} {_when(batch.get(key))}" for word, key in
@@ -83,22 +80,42 @@ def status_line(batch: Mapping[str, Any]) -> str:
     return text + ("; " + ", ".join(times) if times else "")
 
 
+def counts_of(batch: Mapping[str, Any]) -> tuple[int, int, int]:
+    """``request_counts`` as (total, completed, failed); what is not a count is 0."""
+    counts = batch.get("request_counts")
+    counts = counts if isinstance(counts, dict) else {}
+    values = (counts.get(key) for key in ("total", "completed", "failed"))
+    total, completed, failed = (v if isinstance(v, int) and not isinstance(v, bool) else 0 for v in values)
+    return total, completed, failed
+
+
+def combined_state(batches: Sequence[Mapping[str, Any]]) -> BatchState:
+    """The state that decides the exit status of a command about several batches (the
+    parts of one ``submit --split``): one still running, else one that failed, else
+    one that ended early (expired, cancelled), else completed."""
+    def rank(state: BatchState) -> int:
+        if state.phase == "running":
+            return 0
+        if state.phase == "failed":
+            return 1
+        return 2 if state.exit_status != ExitStatus.OK else 3
+
+    return min((state_of(batch) for batch in batches), key=rank, default=STATES["completed"])
+
+
 def error_summary(batch: Mapping[str, Any], limit: int = 5) -> list[str]:
     """The provider's reasons for a failed batch, one line each (``line N: message (code)``)."""
-    data = (batch.get("errors") or {}).get("data") or []
+    errors = batch.get("errors")
+    data = errors.get("data") if isinstance(errors, dict) else None
+    data = [error for error in data if isinstance(error, dict)] if isinstance(data, list) else []
     lines = []
     for error in data[:limit]:
         where = f"line {error['line']}: " if isinstance(error.get("line"), int) else ""
         code = f" ({error['code']})" if error.get("code") else ""
-        lines.append(visible(f"{where}{error.get('message') or 'no message'}{code}"))
+        lines.append(one_line(f"{where}{error.get('message') or 'no message'}{code}", 300))
     if len(data) > limit:
         lines.append(f"... and {len(data) - limit} more")
     return lines
-
-
-def visible(text: str, limit: int = 300) -> str:
-    """Text from the network as one line, its control characters shown as ``\\xNN``."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", one_line(text, limit))
 
 
 def _ended_key(batch: Mapping[str, Any]) -> str:

@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     from assisters.terminal import Streams
 
 
-def settings_from(params: dict[str, Any]) -> Settings:
+def settings_from(params: dict[str, Any], *, need_key: bool = True) -> Settings:
+    """The settings, from the command's flags, the environment and the config file;
+    ``need_key=False`` for a command that sends nothing (``batch prepare``)."""
     from assisters.config import Overrides, load_settings
 
     flags = Overrides(
@@ -40,7 +42,7 @@ def settings_from(params: dict[str, Any]) -> Settings:
         store=params.get("store"),
         context=params.get("context"),
     )
-    return load_settings(flags, os.environ)
+    return load_settings(flags, os.environ, need_key=need_key)
 
 
 def read_prompt(prompt_args: tuple[str, ...], streams: Streams) -> str:

@@ -73,10 +73,11 @@ def main(argv: list[str] | None = None) -> None:
         streams_ok = False
         status = _status("BROKEN_PIPE")
     except Exception as exc:
-        from assisters.errors import AssistersError
+        from assisters.errors import AssistersError, StatusOnly
 
         if isinstance(exc, AssistersError):
-            _say(f"assisters: error: {exc.message}")
+            if not isinstance(exc, StatusOnly):
+                _say(f"assisters: error: {exc.message}")
             status = exc.status
             streams_ok = status != _status("OUTPUT")
         else:

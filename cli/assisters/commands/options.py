@@ -158,13 +158,24 @@ class WholeNumber(click.ParamType):
         return number
 
 
+def apply_options(options: list[Callable[[Any], Any]], command: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate ``command`` with ``options``, the first listed shown first in ``--help``."""
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 TEXT = Text()
 NAME = Name()
 SECONDS = FiniteFloat(positive=True, high=MAX_SECONDS)
 
 
-def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--base-url, --api-key, --profile and the timeouts, shared by every command."""
+def connection_options(command: Callable[..., Any], *, streams: bool = True) -> Callable[..., Any]:
+    """--base-url, --api-key, --profile and the timeouts, shared by every command.
+
+    ``streams=False`` (the Batch API commands, whose replies are small JSON objects
+    and files, not streams) keeps only the connect timeout: the response-head,
+    first-byte, idle and total timeouts are the watchdog's, which watches a stream."""
     options = [
         click.option("--base-url", metavar="URL",
                      help="API base URL [env ASSISTERS_BASE_URL; default https://api.assisters.dev/v1]."),
@@ -172,23 +183,24 @@ def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--profile", metavar="NAME", help="Config file profile [env ASSISTERS_PROFILE]."),
         click.option("--connect-timeout", type=SECONDS, metavar="S",
                      help="Longest wait to connect [env ASSISTERS_CONNECT_TIMEOUT; default 10]."),
-        click.option("--response-head-timeout", type=SECONDS, metavar="S",
-                     help="Longest wait for the response head of a streamed request "
-                          "[env ASSISTERS_RESPONSE_HEAD_TIMEOUT; default 60]."),
-        click.option("--first-byte-timeout", type=SECONDS, metavar="S",
-                     help="Longest wait for the first byte of the answer, while the model thinks "
-                          "[env ASSISTERS_FIRST_BYTE_TIMEOUT; default 300]."),
-        click.option("--idle-timeout", type=SECONDS, metavar="S",
-                     help="Longest silence once the answer is streaming "
-                          "[env ASSISTERS_IDLE_TIMEOUT; default 120]."),
-        click.option("--timeout", type=SECONDS, hidden=True),  # the idle timeout's older name
-        click.option("--total-timeout", type=SECONDS, metavar="S",
-                     help="Longest run in all, retries and a blocked stdout included "
-                          "[env ASSISTERS_TOTAL_TIMEOUT; default none]."),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    if streams:
+        options += [
+            click.option("--response-head-timeout", type=SECONDS, metavar="S",
+                         help="Longest wait for the response head of a streamed request "
+                              "[env ASSISTERS_RESPONSE_HEAD_TIMEOUT; default 60]."),
+            click.option("--first-byte-timeout", type=SECONDS, metavar="S",
+                         help="Longest wait for the first byte of the answer, while the model thinks "
+                              "[env ASSISTERS_FIRST_BYTE_TIMEOUT; default 300]."),
+            click.option("--idle-timeout", type=SECONDS, metavar="S",
+                         help="Longest silence once the answer is streaming "
+                              "[env ASSISTERS_IDLE_TIMEOUT; default 120]."),
+            click.option("--timeout", type=SECONDS, hidden=True),  # the idle timeout's older name
+            click.option("--total-timeout", type=SECONDS, metavar="S",
+                         help="Longest run in all, retries and a blocked stdout included "
+                              "[env ASSISTERS_TOTAL_TIMEOUT; default none]."),
+        ]
+    return apply_options(options, command)
 
 
 def chat_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -199,11 +211,12 @@ def chat_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def request_options(command: Callable[..., Any], *, option_flags: tuple[str, ...] = ("-o", "--option"),
-                    usage_default: str = "only when -u or --json shows it") -> Callable[..., Any]:
+                    usage_default: str | None = "only when -u or --json shows it") -> Callable[..., Any]:
     """The body fields a user sets from the command line (-m, -s, -t, ..., -o KEY VALUE).
 
     ``batch run`` takes them as defaults for every line, and spells ``-o KEY VALUE``
-    ``--option`` only, because its ``-o`` is OUTPUT."""
+    ``--option`` only, because its ``-o`` is OUTPUT. ``usage_default=None`` leaves
+    out ``--stream-usage`` (the provider's Batch API does not stream)."""
     options = [
         click.option("-m", "--model", type=NAME, shell_complete=_complete_model,
                      help="Model name [env ASSISTERS_MODEL; default llama-3.1-8b]."),
@@ -216,13 +229,12 @@ def request_options(command: Callable[..., Any], *, option_flags: tuple[str, ...
         click.option(*option_flags, "extra", type=click.Tuple([NAME, TEXT]), multiple=True,
                      metavar="KEY VALUE",
                      help="Any extra body field; VALUE is JSON when it parses as JSON, else a string."),
-        click.option("--stream-usage/--no-stream-usage", default=None,
-                     help="Ask for usage in the stream (stream_options.include_usage) "
-                          f"[default: {usage_default}]."),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    if usage_default is not None:
+        options.append(click.option("--stream-usage/--no-stream-usage", default=None,
+                                    help="Ask for usage in the stream (stream_options.include_usage) "
+                                         f"[default: {usage_default}]."))
+    return apply_options(options, command)
 
 
 def _complete_model(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
@@ -276,9 +288,7 @@ def retry_limit_options(command: Callable[..., Any], *, scope: str = "before any
                      help="Longest time spent waiting to retry in all [env ASSISTERS_MAX_TOTAL_WAIT; "
                           "default 120]."),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return apply_options(options, command)
 
 
 def retry_options(command: Callable[..., Any]) -> Callable[..., Any]:
