@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -140,6 +141,26 @@ def corpus_server(name: str) -> Iterator[str]:
     finally:
         server.kill()
         server.communicate()
+
+
+def read_request(conn: socket.socket) -> bytes:
+    """One request as a small test server reads it: the head and its Content-Length
+    body, all of it (a server that closes with bytes unread sends a reset instead)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")[1:]
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
 
 
 def serve_stream(httpserver: Any, body: bytes, status: int = 200,

@@ -18,25 +18,7 @@ import pytest
 
 from assisters.client import transport_error
 from assisters.errors import ExitStatus
-from tests.conftest import SECRET, run_cli
-
-
-def read_request(conn: socket.socket) -> None:
-    """Read one request's head and its Content-Length body."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")[1:]
-                   if line.lower().startswith(b"content-length:")), 0)
-    while len(body) < length:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return
-        body += chunk
+from tests.conftest import SECRET, read_request, run_cli
 
 
 @contextmanager

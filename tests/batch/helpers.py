@@ -26,7 +26,7 @@ from assisters.config import Settings
 from assisters.redact import Secret
 from assisters.retry import RetryPolicy
 from assisters.server.app import ChatServer
-from tests.conftest import SECRET, cli_command, run_cli
+from tests.conftest import SECRET, cli_command, read_request, run_cli
 from tests.server.helpers import batch_lines, request_line
 
 FAST = ("--poll-interval", "0.02", "--max-poll-interval", "0.1")  # --wait polls of a local server
@@ -134,7 +134,7 @@ def raw_http_server(answer: Callable[[bytes], bytes]) -> Iterator[str]:
             with conn:
                 conn.settimeout(5)
                 with suppress(OSError):  # the client hung up first
-                    conn.sendall(answer(conn.recv(65536)))
+                    conn.sendall(answer(read_request(conn)))
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
