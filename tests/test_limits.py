@@ -11,43 +11,17 @@ from __future__ import annotations
 import base64
 import gzip
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import orjson
 import pytest
 from werkzeug import Request, Response
 
-from tests.conftest import chunk, cli_command, serve_stream, sse
+from tests.conftest import chunk, run_measured, serve_stream, sse
 
 MB = 1024 * 1024
 RSS_LIMIT_MB = 100
-
-# Spawns the command with posix_spawn (so its peak RSS starts from this small
-# process, not from pytest's) and prints "status peak-kilobytes".
-SPAWNER = """
-import os, sys
-out, err, *command = sys.argv[1:]
-actions = [(os.POSIX_SPAWN_OPEN, 1, out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
-           (os.POSIX_SPAWN_OPEN, 2, err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
-           (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
-pid = os.posix_spawn(command[0], command, os.environ, file_actions=actions)
-_, status, usage = os.wait4(pid, 0)
-print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
-"""
-
-
-def run_measured(tmp_path: Path, *args: str, env: dict[str, str]) -> tuple[int, bytes, bytes, float]:
-    """Run ``assisters ARGS``; returns (status, stdout, stderr, peak RSS in MB)."""
-    out, err = tmp_path / "stdout", tmp_path / "stderr"
-    report = subprocess.run([sys.executable, "-c", SPAWNER, str(out), str(err), *cli_command(*args)],
-                            capture_output=True, env={**os.environ, **env}, timeout=120, check=True)
-    status, peak_kb = report.stdout.split()
-    assert sys.platform.startswith("linux")  # ru_maxrss in kilobytes
-    return int(status), out.read_bytes(), err.read_bytes(), int(peak_kb) / 1024
-
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="ru_maxrss units, posix_spawn")

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from werkzeug import Request, Response
 
 from assisters.server.app import ChatServer
 from assisters.server.options import ServeOptions
-from tests.conftest import SECRET, cli_command, run_cli, text_stream
+from tests.conftest import SECRET, chunk, cli_command, run_cli, run_measured, sse, text_stream
 
 
 def conversations() -> Path:
@@ -157,6 +158,102 @@ def test_ctrl_c_during_an_answer_stores_what_was_shown_marked_interrupted(server
     assert answer["role"] == "assistant" and answer["interrupted"] is True
     assert answer["content"] == (shown + rest).decode()
     assert answer["model"] == "lorem"
+
+
+def long_answer(pieces: int) -> list[str]:
+    """Answer pieces of about 4 KB, with text that JSON escapes and text it does not."""
+    return [f"piece {i:05d} \"quoted\" \\ tab\t é 漢字 🎉\n" + "w" * 4000 for i in range(pieces)]
+
+
+def serve_pieces(httpserver: Any, pieces: list[str], *, reasoning: list[str] = ()) -> None:
+    def reply(request: Request) -> Response:
+        events = [chunk("", role="assistant")] + [chunk(reasoning_content=r) for r in reasoning]
+        head = sse(*events, done=False)
+        tail = sse(chunk(finish="stop"))
+        return Response(iter([head, *(sse(chunk(p), done=False) for p in pieces), tail]),
+                        content_type="text/event-stream")
+
+    httpserver.expect_request("/v1/chat/completions", method="POST").respond_with_handler(reply)
+
+
+def test_a_long_answer_is_stored_whole_while_memory_stays_flat(httpserver, tmp_path):
+    """A one-shot chat spools a long answer to disk: 40 MB of answer cost no more
+    memory than 4 KB (it took over 100 MB more when the answer was kept in memory)."""
+    env = env_for(httpserver.url_for("/v1"))
+    serve_pieces(httpserver, long_answer(1))
+    status, stdout, stderr, short_peak = run_measured(tmp_path, "chat", "short", env=env)
+    assert (status, stderr) == (0, b"")
+    httpserver.clear()
+    pieces = long_answer(10_000)
+    serve_pieces(httpserver, pieces)
+    status, stdout, stderr, long_peak = run_measured(tmp_path, "chat", "long", env=env)
+    expected = "".join(pieces)
+    assert (status, stderr) == (0, b"")
+    assert stdout == expected.encode()
+    stored = records()
+    assert roles(stored)[-2:] == [("user", "long"), ("assistant", expected)]
+    assert stored[-1]["finish_reason"] == "stop"
+    assert long_peak < short_peak + 5, f"peak RSS {short_peak:.1f} MB for 4 KB, {long_peak:.1f} MB for 40 MB"
+    assert sorted(p.suffix for p in conversations().iterdir()) == [".jsonl", ".jsonl"]  # no spool left
+
+
+def test_reasoning_is_stored_and_never_sent_back(httpserver):
+    bodies: list[dict[str, Any]] = []
+    env = env_for(httpserver.url_for("/v1"))
+    serve_pieces(httpserver, ["Paris."], reasoning=["The capital", " of France..."])
+    first = run_cli("chat", "capital of France?", env=env)
+    assert (first.returncode, first.stdout) == (0, b"Paris.")
+    answer = records()[-1]
+    assert (answer["content"], answer["reasoning_content"]) == ("Paris.", "The capital of France...")
+    httpserver.clear()
+    httpserver.expect_request("/v1/chat/completions").respond_with_handler(
+        lambda request: bodies.append(request.get_json()) or Response(text_stream("Yes."),
+                                                                      content_type="text/event-stream"))
+    assert run_cli("chat", "-c", "sure?", env=env).returncode == 0
+    assert bodies[0]["messages"][1] == {"role": "assistant", "content": "Paris."}
+    assert "reasoning_content" not in records()[-1]  # this answer had none
+
+
+def test_long_reasoning_is_spooled_and_stored_whole(httpserver):
+    reasoning = long_answer(40)  # 160 KB: past the spool threshold
+    serve_pieces(httpserver, ["ok"], reasoning=reasoning)
+    result = run_cli("chat", "think hard", env=env_for(httpserver.url_for("/v1")))
+    assert (result.returncode, result.stdout) == (0, b"ok")
+    answer = records()[-1]
+    assert (answer["content"], answer["reasoning_content"]) == ("ok", "".join(reasoning))
+
+
+def test_ctrl_c_during_a_long_answer_stores_all_that_was_shown(httpserver):
+    """Past the spool threshold, then Ctrl-C: the spooled text and the rest are stored."""
+    release = threading.Event()
+    pieces = long_answer(30)
+
+    def reply(request: Request) -> Response:
+        def body() -> Iterator[bytes]:
+            yield sse(chunk("", role="assistant"), *(chunk(p) for p in pieces), done=False)
+            release.wait(30)  # the answer stalls: the user presses Ctrl-C
+            yield sse(chunk(finish="stop"))
+        return Response(body(), content_type="text/event-stream")
+
+    httpserver.expect_request("/v1/chat/completions").respond_with_handler(reply)
+    process = subprocess.Popen(cli_command("chat", "go"), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE,
+                               env={**os.environ, **env_for(httpserver.url_for("/v1"))})
+    try:
+        expected = "".join(pieces).encode()
+        shown = b""
+        while len(shown) < len(expected):
+            data = os.read(process.stdout.fileno(), 1 << 16)
+            assert data, "the answer ended early"
+            shown += data
+        process.send_signal(signal.SIGINT)
+        rest, stderr = process.communicate(timeout=30)
+    finally:
+        release.set()
+    assert (process.returncode, shown + rest, stderr) == (130, expected, b"")
+    answer = records()[-1]
+    assert answer["interrupted"] is True
+    assert answer["content"] == expected.decode()
 
 
 @pytest.fixture

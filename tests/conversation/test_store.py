@@ -5,12 +5,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 
-from assisters.conversation.store import ConversationFile, ConversationNotFound, Store, data_dir, state_dir
+from assisters.conversation.store import (
+    ConversationFile,
+    ConversationNotFound,
+    SpooledText,
+    Store,
+    data_dir,
+    state_dir,
+)
 from assisters.errors import ExitStatus
 from assisters.redact import Secret
 from tests.conftest import SECRET
@@ -56,6 +64,55 @@ def test_no_registered_secret_is_ever_stored(tmp_path: Path):
     file.append({"role": "user", "content": f"my key is {SECRET}, keep it"})
     assert SECRET.encode() not in file.path.read_bytes()
     assert file.load().records[0]["content"] == "my key is [REDACTED], keep it"
+
+
+@pytest.fixture
+def spooled(tmp_path: Path) -> Iterator[Callable[..., SpooledText]]:
+    made: list[SpooledText] = []
+
+    def make(*pieces: str) -> SpooledText:
+        made.append(SpooledText(tmp_path))
+        for piece in pieces:
+            made[-1].write(piece)
+        return made[-1]
+
+    yield make
+    for text in made:
+        text.close()
+
+
+def test_a_spooled_value_is_written_as_the_same_line_a_string_makes(tmp_path: Path, spooled):
+    file = ConversationFile(tmp_path / "c.jsonl")
+    pieces = ["plain ", 'quote " backslash \\ ', "new\nline\ttab\x01 ", "é 漢字 🎉 ", "x" * 70_000]
+    usage = {"prompt_tokens": 3, "completion_tokens": 9}
+    file.append({"role": "assistant", "content": spooled(*pieces), "usage": usage,
+                 "reasoning_content": spooled("think", "ing")})
+    file.append({"role": "assistant", "content": spooled()})  # an empty spool
+    expected = (orjson.dumps({"role": "assistant", "content": "".join(pieces), "usage": usage,
+                              "reasoning_content": "thinking"}) + b"\n"
+                + b'{"role":"assistant","content":""}\n')
+    assert file.path.read_bytes() == expected
+    assert os.listdir(tmp_path) == ["c.jsonl"]  # the spool files have no name
+
+
+def test_a_secret_split_between_spool_blocks_is_never_stored(tmp_path: Path, spooled):
+    Secret(SECRET)
+    file = ConversationFile(tmp_path / "c.jsonl")
+    cut = SpooledText.BLOCK - 5  # the key begins 5 bytes before the first block ends
+    file.append({"role": "assistant", "content": spooled("a" * cut, SECRET[:9], SECRET[9:], " end")})
+    data = file.path.read_bytes()
+    assert SECRET.encode() not in data
+    assert file.load().records == [{"role": "assistant", "content": "a" * cut + "[REDACTED] end"}]
+
+
+def test_a_spooled_line_after_a_torn_line_starts_a_fresh_line(tmp_path: Path, spooled):
+    file = ConversationFile(tmp_path / "c.jsonl")
+    file.path.write_bytes(b'{"role":"user","content":"kept"}\n{"role":"assis')
+    file.append({"role": "assistant", "content": spooled("long " * 20_000)})
+    loaded = file.load()
+    assert loaded.records == [{"role": "user", "content": "kept"},
+                              {"role": "assistant", "content": "long " * 20_000}]
+    assert loaded.damaged == 1
 
 
 APPENDER = """

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from assisters.config import Settings
 from assisters.conversation.history import History
-from assisters.conversation.store import ConversationFile, Store, now
+from assisters.conversation.store import ConversationFile, SpooledText, Store, now
 from assisters.errors import AssistersError
 from assisters.terminal import Streams
 
@@ -30,41 +31,83 @@ if TYPE_CHECKING:  # the HTTP stack loads with the first request, not before the
     from assisters.stream import ChatResult
 
 _JOIN_EVERY = 256  # pieces of text kept before they are joined: memory stays about the text's size
+SPOOL_AFTER = 1 << 16  # characters a one-shot chat holds before its transcript goes to disk
+
+
+class _Kept:
+    """One kind of shown text (the answer, or its reasoning): pieces joined every
+    few hundred; with a spool folder, written to a :class:`SpooledText` past
+    :data:`SPOOL_AFTER` characters."""
+
+    __slots__ = ("_folder", "_held", "_joined", "_pieces", "_spool")
+
+    def __init__(self, folder: Path | None) -> None:
+        self._folder = folder
+        self._pieces: list[str] = []
+        self._joined: list[str] = []
+        self._held = 0  # characters in both lists
+        self._spool: SpooledText | None = None
+
+    def add(self, text: str) -> None:
+        pieces = self._pieces
+        pieces.append(text)
+        self._held += len(text)
+        # Many small pieces, or a few large ones (a network read can bring 64 KiB).
+        if len(pieces) >= _JOIN_EVERY or (self._folder is not None and self._held >= SPOOL_AFTER):
+            self._join()
+
+    def _join(self) -> None:
+        self._joined.append("".join(self._pieces))
+        self._pieces.clear()
+        if self._folder is not None and self._held >= SPOOL_AFTER:
+            if self._spool is None:
+                self._spool = SpooledText(self._folder)
+            for text in self._joined:
+                self._spool.write(text)
+            self._joined.clear()
+            self._held = 0
+
+    def value(self) -> str | SpooledText:
+        """The text, joined (the pieces are let go: one copy of a long answer, not
+        two), or the spool with the rest written to it."""
+        self._join()
+        if self._spool is not None:
+            for text in self._joined:
+                self._spool.write(text)
+            self._joined.clear()
+            return self._spool
+        text = "".join(self._joined)
+        self._joined = [text]
+        return text
 
 
 class Transcript:
     """What the sink showed, kept for the store (a ``Tee`` copy: per network read).
 
+    A session that goes on keeps the text in memory: the next request sends it
+    back. A one-shot chat only stores it, so with ``spool`` (the conversation's
+    folder) a long answer goes to an unnamed file as it arrives and the store
+    copies it into the line: a stored one-shot chat's memory stays as flat as a
+    ``--no-store`` one's, however long the answer.
+
     The copy is taken just before the write, so a Ctrl-C between the two can leave
     the last network read's text stored but not shown; never the other way round."""
 
-    def __init__(self) -> None:
-        self._pieces: list[str] = []
-        self._joined: list[str] = []
-        self._reasoning: list[str] = []
+    def __init__(self, spool: Path | None = None) -> None:
+        self._text = _Kept(spool)
+        self._reasoning = _Kept(spool)
 
     def text(self, text: str) -> None:
-        pieces = self._pieces
-        pieces.append(text)
-        if len(pieces) >= _JOIN_EVERY:
-            self._joined.append("".join(pieces))
-            pieces.clear()
+        self._text.add(text)
 
     def reasoning(self, text: str) -> None:
-        self._reasoning.append(text)
+        self._reasoning.add(text)
 
-    @property
-    def shown(self) -> str:
-        """The text, joined; the pieces are let go (one copy of a long answer, not two)."""
-        self._joined.append("".join(self._pieces))
-        self._pieces.clear()
-        text = "".join(self._joined)
-        self._joined = [text]
-        return text
+    def content(self) -> str | SpooledText:
+        return self._text.value()
 
-    @property
-    def reasoning_text(self) -> str:
-        return "".join(self._reasoning)
+    def reasoning_content(self) -> str | SpooledText:
+        return self._reasoning.value()
 
 
 _NO_TRANSCRIPT = Transcript()  # shows "": nothing was kept
@@ -72,17 +115,24 @@ _NO_TRANSCRIPT = Transcript()  # shows "": nothing was kept
 
 class Turn:
     """How one request ended: ``result`` when the answer completed; else ``error``
-    or ``interrupted`` (``pipe_closed``: stdout's reader left); ``text`` is what was
-    shown either way; ``dropped``, the exchanges --context drop-oldest left out."""
+    or ``interrupted`` (``pipe_closed``: stdout's reader left); ``transcript`` is
+    what was shown either way; ``dropped``, the exchanges --context drop-oldest left out."""
 
-    def __init__(self, text: str, result: ChatResult | None = None, error: AssistersError | None = None,
-                 interrupted: bool = False, pipe_closed: bool = False) -> None:
-        self.text = text
+    def __init__(self, transcript: Transcript, result: ChatResult | None = None,
+                 error: AssistersError | None = None, interrupted: bool = False,
+                 pipe_closed: bool = False) -> None:
+        self.content = transcript.content()
+        self.reasoning = transcript.reasoning_content()
         self.result = result
         self.error = error
         self.interrupted = interrupted
         self.pipe_closed = pipe_closed
         self.dropped = 0
+
+    @property
+    def text(self) -> str:
+        """The text shown, when it was kept in memory (a session that goes on)."""
+        return self.content if type(self.content) is str else ""
 
     def raise_failure(self) -> None:
         """For a script: the turn's failure as the exception ``main`` maps to a status."""
@@ -184,8 +234,10 @@ class Session:
 
     def _answer(self) -> Turn:
         turn = self._send_fitting()
-        record: dict[str, Any] = {"role": "assistant", "content": turn.text, "time": now(),
+        record: dict[str, Any] = {"role": "assistant", "content": turn.content, "time": now(),
                                   "model": self.model}
+        if turn.reasoning:
+            record["reasoning_content"] = turn.reasoning
         if turn.result is not None:
             answer = turn.result.answer
             if answer.usage:
@@ -199,7 +251,12 @@ class Session:
         elif turn.error is not None:
             record["incomplete"] = True
             record["error"] = turn.error.message
-        self._record(record)
+        try:
+            self._record(record)
+        finally:
+            for value in (turn.content, turn.reasoning):
+                if type(value) is SpooledText:
+                    value.close()
         return turn
 
     def _send_fitting(self) -> Turn:
@@ -211,7 +268,7 @@ class Session:
             error = turn.error
             if error is not None:
                 from assisters.conversation import context  # only for a failed request
-            if error is None or turn.text or not context.is_overflow(error):
+            if error is None or turn.content or not context.is_overflow(error):
                 if drop and turn.error is None:
                     self.dropped = turn.dropped = drop
                     self._notice(f"assisters: the {drop} oldest exchange(s) were left out to fit the "
@@ -250,7 +307,12 @@ class Session:
         options = self.options
         # The shown text is kept only where it is used again: stored, or the next turn of
         # a session. A one-shot --no-store chat keeps nothing, so its memory stays flat.
-        transcript = Transcript() if self.file is not None or options.interactive else _NO_TRANSCRIPT
+        if options.interactive:
+            transcript = Transcript()
+        elif self.file is not None:
+            transcript = Transcript(spool=self.file.path.parent)
+        else:
+            transcript = _NO_TRANSCRIPT
         try:
             result = render_chat(opener, self.streams, as_json=options.as_json, show_usage=options.show_usage,
                                  policy=RetryPolicy.from_settings(settings), watch=opener.watch,
@@ -258,12 +320,12 @@ class Session:
                                  tee=None if transcript is _NO_TRANSCRIPT else transcript,
                                  json_extra={"conversation": self.id} if self.id else None)
         except AssistersError as exc:
-            return Turn(transcript.shown, error=exc)
+            return Turn(transcript, error=exc)
         except KeyboardInterrupt:
-            return Turn(transcript.shown, interrupted=True)
+            return Turn(transcript, interrupted=True)
         except BrokenPipeError:  # stdout's reader left (| head): kept as an interrupted answer
-            return Turn(transcript.shown, interrupted=True, pipe_closed=True)
-        return Turn(transcript.shown, result=result)
+            return Turn(transcript, interrupted=True, pipe_closed=True)
+        return Turn(transcript, result=result)
 
     def _notice(self, line: str) -> None:
         if not self.options.quiet:

@@ -17,11 +17,14 @@ One line per record, appended and never rewritten:
   ``{"event": "retry"}`` (drops the last answer, a new one follows): the file
   stays append-only, so what was said is never lost.
 
-Crash safety: each record is one ``write`` of one whole line under an exclusive
+Crash safety: each record is one whole line written under an exclusive
 ``flock`` on a file opened with ``O_APPEND``, so two processes appending to the
 same conversation never interleave; a line cut by ``kill -9`` or a full disk
 is the last one, it is ignored on load, and the next append starts on a fresh
-line. Every line goes through :func:`assisters.redact.scrub_bytes`: no
+line (a line cut so is skipped on load wherever it is). A line is one
+``write``, except a long answer that a one-shot chat spooled to disk
+(:class:`SpooledText`): its line is copied in blocks, still under the lock.
+Every line goes through the secret scrubber (:mod:`assisters.redact`): no
 registered secret is ever stored, even one that a prompt or an answer quoted.
 """
 
@@ -31,14 +34,14 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from assisters.errors import AssistersError, ExitStatus
-from assisters.redact import scrub_bytes
+from assisters.redact import StreamScrubber, scrub_bytes
 
 SUFFIX = ".jsonl"
 _ID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$")
@@ -103,8 +106,14 @@ class ConversationFile:
         return self.path.is_file()
 
     def append(self, record: Mapping[str, Any]) -> None:
-        """One record as one line, in one write, under the lock."""
-        line = scrub_bytes(orjson.dumps(record)) + b"\n"
+        """One record as one line under the lock: one write, or blocks when a value
+        is a :class:`SpooledText`."""
+        if any(type(value) is SpooledText for value in record.values()):
+            self._write_blocks(_line_blocks(record))
+        else:
+            self._write_blocks((scrub_bytes(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)),))
+
+    def _write_blocks(self, blocks: Iterable[bytes]) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
@@ -114,8 +123,9 @@ class ConversationFile:
             with _locked(fd):
                 size = os.fstat(fd).st_size
                 if size and os.pread(fd, 1, size - 1) != b"\n":
-                    line = b"\n" + line  # a line cut by a crash stays alone, and is skipped on load
-                _write_all(fd, line)
+                    _write_all(fd, b"\n")  # a line cut by a crash stays alone, and is skipped on load
+                for block in blocks:
+                    _write_all(fd, block)
         except OSError as exc:
             raise StoreError(f"cannot write the conversation {self.path}: {exc.strerror}") from None
         finally:
@@ -144,6 +154,64 @@ class ConversationFile:
             else:
                 damaged += 1
         return Loaded(records, damaged)
+
+
+class SpooledText:
+    """A long string value kept in an unnamed file until its record's line is
+    written: JSON-escaped, as the inside of a JSON string (escaping is per
+    character, so pieces escaped one by one join into one valid string).
+
+    The file lives in the conversation's folder (private, on disk rather than a
+    ``tmpfs``) and has no name, so a crash leaves nothing behind."""
+
+    BLOCK = 1 << 16
+
+    def __init__(self, folder: Path) -> None:
+        import tempfile  # only for a long answer
+
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._file = tempfile.TemporaryFile(dir=folder)  # noqa: SIM115 (closed by close())
+        except OSError as exc:
+            raise StoreError(f"cannot write a spool file in {folder}: {exc.strerror}") from None
+        self.chars = 0
+
+    def write(self, text: str) -> None:
+        try:
+            self._file.write(orjson.dumps(text)[1:-1])
+        except OSError as exc:
+            raise StoreError(f"cannot write a spool file: {exc.strerror}") from None
+        self.chars += len(text)
+
+    def escaped_blocks(self) -> Iterator[bytes]:
+        self._file.flush()
+        self._file.seek(0)
+        while block := self._file.read(self.BLOCK):
+            yield block
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __bool__(self) -> bool:
+        return self.chars > 0
+
+
+def _line_blocks(record: Mapping[str, Any]) -> Iterator[bytes]:
+    """A record's line in blocks, its :class:`SpooledText` values copied from their
+    files, every block through one scrubber (a secret split between blocks too)."""
+    scrubber = StreamScrubber()
+    separator = b"{"
+    for key, value in record.items():
+        if type(value) is SpooledText:
+            yield scrubber.feed(separator + orjson.dumps(key) + b':"')
+            for block in value.escaped_blocks():
+                yield scrubber.feed(block)
+            yield scrubber.feed(b'"')
+        else:
+            yield scrubber.feed(separator + orjson.dumps({key: value})[1:-1])
+        separator = b","
+    yield scrubber.feed(b"}\n" if separator == b"," else b"{}\n")
+    yield scrubber.finish()
 
 
 @contextlib.contextmanager
