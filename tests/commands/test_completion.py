@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from assisters.commands.main import COMMANDS
 from tests.conftest import SECRET, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -269,3 +270,15 @@ def test_the_completion_modules_themselves_stay_light():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('httpx', 'orjson')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout == "[]\n"
+
+
+def commands_loaded(modules: set[str]) -> list[str]:
+    return sorted(m.rsplit(".", 1)[1] for m in modules
+                  if m.startswith("assisters.commands.") and m.rsplit(".", 1)[1] in COMMANDS)
+
+
+def test_a_command_loads_only_its_own_module():
+    assert commands_loaded(imported_modules("--version")) == []
+    assert commands_loaded(imported_modules("models", "--help")) == ["models"]
+    assert commands_loaded(imported_modules("batch", "run", "--help")) == ["batch"]
+    assert commands_loaded(imported_modules("--help")) == sorted(COMMANDS)  # each one's short help

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import click
 
+from assisters.commands.main import COMPLETE_VAR
 from assisters.commands.options import CONTEXT_SETTINGS
 
 PROG_NAME = "assisters"
-COMPLETE_VAR = "_ASSISTERS_COMPLETE"
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)

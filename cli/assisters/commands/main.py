@@ -20,31 +20,40 @@ import sys
 import click
 
 from assisters import __version__, stdio
-from assisters.commands.batch import batch
-from assisters.commands.chat import chat
-from assisters.commands.completion import COMPLETE_VAR, completion
-from assisters.commands.conversations import conversations
-from assisters.commands.debug import debug
-from assisters.commands.models import models
 from assisters.commands.options import CONTEXT_SETTINGS
-from assisters.commands.raw import raw
-from assisters.commands.replay import replay
-from assisters.commands.serve import serve
 
 DEBUG_ENV = "ASSISTERS_DEBUG"
+COMPLETE_VAR = "_ASSISTERS_COMPLETE"  # shell completion's request (see commands/completion.py)
+
+# Each command's module (under assisters.commands) is loaded when the command is
+# used: ``assisters chat`` does not define batch's seven subcommands first, and
+# ``--version`` defines none. ``--help`` and completion load them all (for their
+# short help).
+COMMANDS = ("batch", "chat", "completion", "conversations", "debug", "models", "raw", "replay", "serve")
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+class LazyGroup(click.Group):
+    """The top-level group, its commands loaded on first use (click's documented
+    pattern for lazily loaded subcommands)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS and cmd_name not in self.commands:
+            name = f"assisters.commands.{cmd_name}"
+            __import__(name)  # not importlib.import_module: -X importtime would not see it
+            self.add_command(getattr(sys.modules[name], cmd_name))
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="assisters")
 def cli() -> None:
     """Stream chat completions from an OpenAI-compatible API to the terminal and to pipelines.
 
     Assistant text goes to stdout as it arrives; diagnostics go to stderr.
     """
-
-
-for _command in (chat, conversations, debug, raw, replay, batch, serve, models, completion):
-    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> None:
