@@ -22,11 +22,13 @@ place (``commands.main``) turns them into a single stderr line and an exit code.
 | 79  | out of quota (HTTP 429 ``insufficient_quota``: the account has no credit; never retried) |
 | 130 | interrupted (Ctrl-C) |
 | 141 | stdout closed early (broken pipe, e.g. ``| head``): quiet, like a tool killed by SIGPIPE |
-| 143 | terminated (SIGTERM): batch run keeps every completed line |
+| 143 | terminated (SIGTERM): batch run keeps every completed line; submit/results --wait say how to go on |
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from enum import IntEnum
 
 
@@ -76,6 +78,33 @@ class StatusOnly(AssistersError):
 
     def __init__(self, status: ExitStatus) -> None:
         super().__init__("", status)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where a command asked for it (:func:`sigterm_interrupts`): it
+    takes every way out Ctrl-C takes (temporary files removed, the resume hint said),
+    and ``main`` maps it to 143 instead of 130."""
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` in the main thread
+    (elsewhere the block runs as it is: only the main thread takes signals)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class ConfigError(AssistersError):

@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -215,7 +216,10 @@ def test_submit_wait_without_output_ends_as_status_would(tmp_path: Path) -> None
         "than 1 requests, the most one batch may hold; split it into several files. (too_many_requests)\n")
 
 
-def test_ctrl_c_while_waiting_leaves_the_batch_running_and_says_how_to_go_on(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("signum", "status", "how"), [(signal.SIGINT, 130, "interrupted"),
+                                                     (signal.SIGTERM, 143, "terminated by SIGTERM")])
+def test_ctrl_c_or_sigterm_while_waiting_leaves_the_batch_running_and_says_how_to_go_on(
+        tmp_path: Path, signum: int, status: int, how: str) -> None:
     source = prompts_file(tmp_path / "q.txt", 2)
     out = tmp_path / "out.jsonl"
     with ChatServer(ServeOptions(batch_delay=600)) as srv:
@@ -228,17 +232,54 @@ def test_ctrl_c_while_waiting_leaves_the_batch_running_and_says_how_to_go_on(tmp
         seen = srv.state.api_requests_seen
         while srv.state.api_requests_seen < seen + 2 and process.poll() is None:  # until it is polling
             time.sleep(0.01)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=60)
         record = srv.state.batches.get(batch_id)
         assert record is not None and record.status == "validating"  # still running at the provider
-    assert process.returncode == 130
+    assert process.returncode == status
     assert stdout == b""
     assert stderr.decode() == (
-        f"batch: interrupted; batch {batch_id} keeps running at the provider: wait again with "
+        f"batch: {how}; batch {batch_id} keeps running at the provider: wait again with "
         f"`assisters batch results {batch_id} --wait -o {out}`, or look with "
         f"`assisters batch status {batch_id}`\n")
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["q.txt"]
+
+
+@pytest.mark.parametrize(("signum", "status", "how"), [(signal.SIGINT, 130, "interrupted"),
+                                                     (signal.SIGTERM, 143, "terminated by SIGTERM")])
+def test_a_signal_while_uploading_names_the_batches_already_created(
+        httpserver: HTTPServer, tmp_path: Path, signum: int, status: int, how: str) -> None:
+    stalled, release = threading.Event(), threading.Event()
+    uploads: list[int] = []
+
+    def provider(request: Request) -> Response:
+        if request.path == "/v1/files":
+            uploads.append(len(uploads) + 1)
+            if len(uploads) == 2:  # the second part's upload hangs: the user gives up
+                stalled.set()
+                release.wait(30)
+            return Response(orjson.dumps({"id": f"file-{len(uploads)}", "object": "file"}),
+                            content_type="application/json")
+        batch = {"id": f"batch_{len(uploads)}", "object": "batch", "status": "validating"}
+        return Response(orjson.dumps(batch), content_type="application/json")
+
+    httpserver.expect_request(re.compile(".*")).respond_with_handler(provider)
+    source = prompts_file(tmp_path / "q.txt", 4)
+    process = subprocess.Popen(cli_command("batch", "submit", "--prompts", str(source), "--split"),
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, "ASSISTERS_BASE_URL": httpserver.url_for("/v1"),
+                                    "ASSISTERS_API_KEY": SECRET, "ASSISTERS_BATCH_MAX_REQUESTS": "2"})
+    try:
+        assert stalled.wait(30)
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        release.set()
+    assert (process.returncode, stdout) == (status, b"batch_1\n")
+    assert stderr.decode() == (
+        f"batch: {how} while submitting part 2 of 2; batch batch_1 keeps running at the provider: wait "
+        "again with `assisters batch results batch_1 --wait -o FILE`, or look with "
+        "`assisters batch status batch_1`\n")
 
 
 def test_waiting_shows_a_bar_on_a_terminal_only(tmp_path: Path) -> None:

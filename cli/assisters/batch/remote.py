@@ -17,7 +17,9 @@ is to ``batch run``).
    bar on a terminal only; with ``-o`` the merged results are then written as
    ``results`` writes them. Ctrl-C (or a failure) while waiting leaves the batches
    running and says how to go on: ``assisters batch results ID --wait -o FILE``
-   or ``assisters batch status ID``; Ctrl-C exits 130.
+   or ``assisters batch status ID``; Ctrl-C exits 130, SIGTERM the same way with 143
+   (:func:`~assisters.errors.sigterm_interrupts`; so do Ctrl-C and SIGTERM while
+   uploading, naming the batches already created).
 
 Exit statuses, as a script meets them (README's table):
 
@@ -55,7 +57,15 @@ from assisters.batch.results import custom_ids_of, download_results, not_ready
 from assisters.batch.states import combined_state, error_summary, state_of, status_line
 from assisters.batch.waiting import PollPolicy, wait_for_batch
 from assisters.config import Settings
-from assisters.errors import AssistersError, ExitStatus, HTTPStatusError, RequestError, StatusOnly
+from assisters.errors import (
+    AssistersError,
+    ExitStatus,
+    HTTPStatusError,
+    RequestError,
+    StatusOnly,
+    Terminated,
+    sigterm_interrupts,
+)
 from assisters.request import ChatOptions
 from assisters.runner import fileno, local_server
 from assisters.terminal import Streams
@@ -106,7 +116,14 @@ def provider(settings: Settings, streams: Streams, *, quiet: bool = False) -> It
 
 
 def submit(settings: Settings, chat: ChatOptions, options: SubmitOptions, streams: Streams) -> None:
-    """Check, split, upload, create, print the ids; then wait and write the results if asked."""
+    """Check, split, upload, create, print the ids; then wait and write the results if asked.
+    SIGTERM ends it as Ctrl-C does (what was created named, the temporary files
+    removed), with status 143."""
+    with sigterm_interrupts():
+        _submit(settings, chat, options, streams)
+
+
+def _submit(settings: Settings, chat: ChatOptions, options: SubmitOptions, streams: Streams) -> None:
     dest = output_file(options.output_path, options.input_path)
     limits = FileLimits.from_settings(settings)
     api = ProviderAPI.from_settings(settings)
@@ -164,6 +181,13 @@ def _create_all(client: BatchClient, parts: list[RequestPart], name: str, option
                 exc.message += (f" ({len(batches)} of {len(parts)} batches were created before it: "
                                 "their ids are on stdout)")
             raise
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (errors.Terminated)
+            if batches:
+                streams.warn(f"batch: {_how(exc)} while submitting part {number} of {len(parts)}; "
+                             f"{resume_hint(batches, options.output_path)}")
+            else:
+                streams.warn(f"batch: {_how(exc)}; no batch was created")
+            raise
         batches.append(batch)
         streams.stdout.write(batch["id"].encode() + b"\n")
         streams.stdout.flush()
@@ -206,10 +230,10 @@ def wait_all(client: BatchClient, batches: Sequence[Batch], poll: PollPolicy, st
                 continue
             ended.append(wait_for_batch(client, batch["id"], poll=poll, stdout_fd=fileno(streams.stdout),
                                         on_update=bar.update if bar is not None else None))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (errors.Terminated)
         if bar is not None:
             bar.close()
-        streams.warn(f"batch: interrupted; {resume_hint(batches, output)}")
+        streams.warn(f"batch: {_how(exc)}; {resume_hint(batches, output)}")
         raise
     except AssistersError as exc:
         exc.message += f"; {resume_hint(batches, output)}"
@@ -218,6 +242,10 @@ def wait_all(client: BatchClient, batches: Sequence[Batch], poll: PollPolicy, st
         if bar is not None:
             bar.close()
     return ended
+
+
+def _how(exc: KeyboardInterrupt) -> str:
+    return "terminated by SIGTERM" if isinstance(exc, Terminated) else "interrupted"
 
 
 def resume_hint(batches: Sequence[Batch], output: str | None) -> str:
@@ -233,7 +261,13 @@ def resume_hint(batches: Sequence[Batch], output: str | None) -> str:
 
 
 def fetch_results(settings: Settings, ids: Sequence[str], options: ResultsOptions, streams: Streams) -> None:
-    """``batch results``: one merged file of the batches' results, or a refusal."""
+    """``batch results``: one merged file of the batches' results, or a refusal. SIGTERM
+    ends it as Ctrl-C does (no half file; while waiting, how to go on), with status 143."""
+    with sigterm_interrupts():
+        _fetch_results(settings, ids, options, streams)
+
+
+def _fetch_results(settings: Settings, ids: Sequence[str], options: ResultsOptions, streams: Streams) -> None:
     dest = output_file(options.output_path, options.input_path)
     input_order = _input_order(settings, options, streams) if options.ordered and options.input_path else None
     with provider(settings, streams, quiet=options.quiet) as client:

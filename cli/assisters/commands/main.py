@@ -76,8 +76,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         _say(click_error_line(exc))
         status = exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        status = _status("INTERRUPTED")
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        terminated = type(exc).__name__ == "Terminated"  # errors.Terminated: SIGTERM, where asked for
+        status = _status("TERMINATED" if terminated else "INTERRUPTED")
     except BrokenPipeError:
         streams_ok = False
         status = _status("BROKEN_PIPE")
