@@ -13,8 +13,9 @@ met or not met, and wrong output is marked FAIL.
 
 Contenders: ``assisters chat``, ``assisters debug``, ``assisters raw`` (body on
 stdin), ``curl -N`` (the no-parse floor), ``drain_loop.py`` (httpx ``iter_raw``
-only: the floor of our stack) and ``baseline_loop.py`` (a minimal httpx + orjson
-loop, flush per token: the baseline ``chat`` must beat).
+only: the floor of our stack), ``copy_loop.py`` (the drain loop writing each read
+to stdout: the floor of a passthrough, what ``raw`` does) and ``baseline_loop.py``
+(a minimal httpx + orjson loop, flush per token: the baseline ``chat`` must beat).
 """
 
 from __future__ import annotations
@@ -51,17 +52,19 @@ CURL = shutil.which("curl")
 RUN_TIMEOUT = 300.0  # seconds; a run still going then is killed and marked FAIL
 MARKER = re.compile(rb"\bt(\d{4}) ")  # the paced tokens, in any contender's output
 SECTIONS = ("startup", "streams", "latency")
-CONTENDERS = ("chat", "debug", "raw", "curl", "drain", "baseline")
+CONTENDERS = ("chat", "debug", "raw", "curl", "drain", "copy", "baseline")
 LABELS = {
     "chat": "assisters chat",
     "debug": "assisters debug",
     "raw": "assisters raw",
     "curl": "curl -N",
     "drain": "drain loop (iter_raw)",
+    "copy": "copy loop (iter_raw+write)",
     "baseline": "baseline loop (httpx+orjson)",
 }
 # What each contender prints: the answer text, the SSE body, one line per event, nothing.
-OUTPUT = {"chat": "text", "baseline": "text", "raw": "sse", "curl": "sse", "debug": "lines", "drain": "none"}
+OUTPUT = {"chat": "text", "baseline": "text", "raw": "sse", "curl": "sse", "copy": "sse", "debug": "lines",
+          "drain": "none"}
 COMPLETE_ENV = {"_ASSISTERS_COMPLETE": "bash_complete", "COMP_WORDS": "assisters ch", "COMP_CWORD": "1"}
 
 
@@ -278,7 +281,7 @@ class Bench:
             assert CURL
             return [CURL, "-N", "-s", "-S", "-H", "Content-Type: application/json",
                     "--data-binary", f"@{self.body_file(model)}", self.url], None
-        script = {"drain": "drain_loop.py", "baseline": "baseline_loop.py"}[name]
+        script = {"drain": "drain_loop.py", "copy": "copy_loop.py", "baseline": "baseline_loop.py"}[name]
         return [PYTHON, str(HERE / script), self.url, model], None
 
     def run(self, name: str, model: str, contents: list[str], *, keep: bool = False,
@@ -549,6 +552,8 @@ def targets(results: dict[str, Any], sizes: list[int]) -> list[dict[str, Any]]:
          get(streams, big, "baseline", "cpu_us_per_token"), 1.0),
         (f"raw CPU/token @{int(big):,} vs drain loop", "us", get(streams, big, "raw", "cpu_us_per_token"),
          get(streams, big, "drain", "cpu_us_per_token"), 1.05),
+        (f"raw CPU/token @{int(big):,} vs copy loop", "us", get(streams, big, "raw", "cpu_us_per_token"),
+         get(streams, big, "copy", "cpu_us_per_token"), 1.05),
         ("chat exec-to-request vs baseline", "ms", get(execs, "chat", "median_ms"),
          get(execs, "baseline", "median_ms"), 1.0),
     ]
