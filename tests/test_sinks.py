@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 
 from assisters.server.app import ChatServer
 from assisters.server.options import ServeOptions
@@ -101,7 +102,9 @@ def _sleeping(pid: int) -> bool:
     return state == "S"
 
 
-def test_ctrl_c_prints_the_object_so_far_and_exits_130(tmp_path):
+@pytest.mark.parametrize(("signum", "status", "message"), [(signal.SIGINT, 130, "interrupted"),
+                                                         (signal.SIGTERM, 143, "terminated by SIGTERM")])
+def test_ctrl_c_or_sigterm_prints_the_object_so_far_and_exits_130_or_143(tmp_path, signum, status, message):
     """The recording (flushed per read) says when the client has the first chunks."""
     save = tmp_path / "run.jsonl"
     with ChatServer(ServeOptions(stall_after=3, stall_seconds=60)) as server:
@@ -109,13 +112,13 @@ def test_ctrl_c_prints_the_object_so_far_and_exits_130(tmp_path):
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                    env={**os.environ, **env_for(server)})
         _wait_for(save, b"three", process)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=30)
-    assert (process.returncode, stderr) == (130, b"")
+    assert (process.returncode, stderr) == (status, b"")
     completion = one_object(stdout)
     assert completion["choices"][0] == {
         "index": 0, "message": {"role": "assistant", "content": "one two three"}, "finish_reason": None}
-    assert completion["error"] == {"status": 130, "message": "interrupted"}
+    assert completion["error"] == {"status": status, "message": message}
 
 
 def test_replaying_a_broken_stream_as_json_prints_the_same_incomplete_object(tmp_path):

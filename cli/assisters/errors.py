@@ -22,7 +22,7 @@ place (``commands.main``) turns them into a single stderr line and an exit code.
 | 79  | out of quota (HTTP 429 ``insufficient_quota``: the account has no credit; never retried) |
 | 130 | interrupted (Ctrl-C) |
 | 141 | stdout closed early (broken pipe, e.g. ``| head``): quiet, like a tool killed by SIGPIPE |
-| 143 | terminated (SIGTERM): batch run keeps every completed line; submit/results --wait say how to go on |
+| 143 | terminated (SIGTERM): ends chat and the batch commands as Ctrl-C does (:class:`Terminated`) |
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import orjson
 from assisters.client import make_client
 from assisters.config import LOCAL_BASE_URL, Settings
 from assisters.deadline import Watchdog
-from assisters.errors import AssistersError, ExitStatus, OutputError
+from assisters.errors import AssistersError, ExitStatus, OutputError, Terminated
 from assisters.event_log import EventPrinter, consume_debug, describe_request, describe_response
 from assisters.exchange import Exchange, OutgoingRequest, open_exchange, with_client_headers
 from assisters.passthrough import consume_raw
@@ -152,6 +152,8 @@ def _write_incomplete(sink: JsonSink, progress: Progress, exc: BaseException,
     stderr, its status) stays what it was, even if stdout is gone too."""
     if isinstance(exc, AssistersError):
         status, message = int(exc.status), exc.message
+    elif isinstance(exc, Terminated):
+        status, message = int(ExitStatus.TERMINATED), "terminated by SIGTERM"
     else:
         status, message = int(ExitStatus.INTERRUPTED), "interrupted"
     with suppress(OSError, AssistersError):

@@ -134,6 +134,38 @@ def test_ctrl_c_during_an_answer_stops_it_keeps_it_and_the_session_goes_on(sessi
     assert "Traceback" not in terminal.text
 
 
+def cooked(terminal: Terminal) -> bool:
+    """The terminal is as a shell needs it: it echoes, and reads whole lines."""
+    import termios
+
+    local_modes = termios.tcgetattr(terminal.controller)[3]
+    return bool(local_modes & termios.ECHO) and bool(local_modes & termios.ICANON)
+
+
+def test_sigterm_at_the_prompt_gives_the_terminal_back_as_it_was_and_exits_143(session):
+    terminal = session("-m", "echo")
+    assert not cooked(terminal)  # prompt_toolkit reads keys raw
+    terminal.process.send_signal(signal.SIGTERM)
+    assert terminal.wait_exit() == 143
+    assert cooked(terminal)
+    assert "Traceback" not in terminal.text
+
+
+def test_sigterm_during_an_answer_keeps_it_and_ends_the_session(session, server):
+    terminal = session("-m", "lorem", "--max-tokens", "100000")
+    send(terminal, "write a lot")
+    terminal.wait_for("Dolor deserunt")
+    terminal.process.send_signal(signal.SIGTERM)
+    assert terminal.wait_exit() == 143
+    assert "assisters: terminated by SIGTERM; the answer so far is kept" in terminal.text
+    assert wait_until(lambda: server.disconnects == 1 and server.active_streams == 0)
+    answer = stored()[-1]
+    assert answer["role"] == "assistant" and answer["interrupted"] is True
+    assert answer["content"].startswith("Dolor deserunt")
+    assert cooked(terminal)
+    assert "Traceback" not in terminal.text
+
+
 def test_ctrl_c_at_the_prompt_clears_the_line_and_on_an_empty_one_gives_a_hint(session, server):
     terminal = session("-m", "echo")
     terminal.type("a draft I regret")

@@ -146,13 +146,14 @@ def test_kill_9_during_an_answer_loses_only_that_answer(server):
     assert roles(records())[-2:] == [("user", "three"), ("assistant", "three")]
 
 
-def test_ctrl_c_during_an_answer_stores_what_was_shown_marked_interrupted(server):
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_during_an_answer_stores_what_was_shown_marked_interrupted(server, signum, status):
     env = env_for(server.base_url)
     run_cli("chat", "-m", "echo", "one", env=env)
     process, shown = start_answer(env, "two")
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     rest, stderr = process.communicate(timeout=30)
-    assert process.returncode == 130
+    assert process.returncode == status
     assert stderr == b""
     answer = records()[-1]
     assert answer["role"] == "assistant" and answer["interrupted"] is True

@@ -48,6 +48,13 @@ def chat(**params: Any) -> None:
       assisters chat --json "hi" | jq -r .usage.total_tokens
       assisters chat --base-url local "no account needed"
     """
+    from assisters.errors import sigterm_interrupts
+
+    with sigterm_interrupts():  # SIGTERM ends a chat as Ctrl-C does (the answer so far stored), then 143
+        _chat(params)
+
+
+def _chat(params: dict[str, Any]) -> None:
     import os
     from contextlib import nullcontext
 

@@ -40,7 +40,7 @@ from prompt_toolkit.output import create_output
 from assisters.conversation.session import Session, Turn
 from assisters.conversation.slash import EXIT, Editor, dispatch
 from assisters.conversation.store import state_dir
-from assisters.errors import AssistersError, ExitStatus
+from assisters.errors import AssistersError, ExitStatus, Terminated
 from assisters.redact import scrub_bytes
 
 PROMPT = "> "
@@ -195,6 +195,8 @@ class Repl:
         while True:
             try:
                 text = self.prompt.prompt(PROMPT)
+            except Terminated:  # SIGTERM: prompt_toolkit has put the terminal back as it was
+                raise
             except KeyboardInterrupt:
                 self.say("(Ctrl-D or /exit ends the session)")
                 continue
@@ -203,6 +205,8 @@ class Repl:
             try:
                 if self._handle(text) is EXIT:
                     return
+            except Terminated:
+                raise
             except KeyboardInterrupt:  # outside an answer (a slash command, the editor)
                 self.say("assisters: interrupted")
             except AssistersError as exc:  # the editor failed, the store cannot be written, ...
@@ -232,6 +236,9 @@ class Repl:
         if not self.streams.stdout_is_tty and turn.text and not turn.text.endswith("\n"):
             self.streams.stdout.write(b"\n")  # answers in a file do not run together
             self.streams.stdout.flush()
+        if turn.terminated:
+            self.say("assisters: terminated by SIGTERM; the answer so far is kept")
+            raise Terminated
         if turn.interrupted:
             self.say("assisters: interrupted; the answer so far is kept")
         elif turn.error is not None:

@@ -24,7 +24,7 @@ import orjson
 from assisters.config import Settings
 from assisters.conversation.history import History
 from assisters.conversation.store import ConversationFile, SpooledText, Store, now
-from assisters.errors import AssistersError
+from assisters.errors import AssistersError, Terminated
 from assisters.terminal import Streams
 
 if TYPE_CHECKING:  # the HTTP stack loads with the first request, not before the first prompt
@@ -120,12 +120,13 @@ class Turn:
 
     def __init__(self, transcript: Transcript, result: ChatResult | None = None,
                  error: AssistersError | None = None, interrupted: bool = False,
-                 pipe_closed: bool = False) -> None:
+                 pipe_closed: bool = False, terminated: bool = False) -> None:
         self.content = transcript.content()
         self.reasoning = transcript.reasoning_content()
         self.result = result
         self.error = error
-        self.interrupted = interrupted
+        self.interrupted = interrupted or terminated
+        self.terminated = terminated  # SIGTERM (errors.Terminated): interrupted, and the session ends
         self.pipe_closed = pipe_closed
         self.dropped = 0
 
@@ -138,6 +139,8 @@ class Turn:
         """For a script: the turn's failure as the exception ``main`` maps to a status."""
         if self.pipe_closed:
             raise BrokenPipeError
+        if self.terminated:
+            raise Terminated
         if self.interrupted:
             raise KeyboardInterrupt
         if self.error is not None:
@@ -321,8 +324,8 @@ class Session:
                                  json_extra={"conversation": self.id} if self.id else None)
         except AssistersError as exc:
             return Turn(transcript, error=exc)
-        except KeyboardInterrupt:
-            return Turn(transcript, interrupted=True)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (errors.Terminated)
+            return Turn(transcript, interrupted=True, terminated=isinstance(exc, Terminated))
         except BrokenPipeError:  # stdout's reader left (| head): kept as an interrupted answer
             return Turn(transcript, interrupted=True, pipe_closed=True)
         return Turn(transcript, result=result)
