@@ -178,7 +178,7 @@ class SpooledText:
 
     def write(self, text: str) -> None:
         try:
-            self._file.write(orjson.dumps(text)[1:-1])
+            self._file.write(memoryview(orjson.dumps(text))[1:-1])  # no copy of a long text
         except OSError as exc:
             raise StoreError(f"cannot write a spool file: {exc.strerror}") from None
         self.chars += len(text)
