@@ -96,12 +96,9 @@ class Transcript:
     def __init__(self, spool: Path | None = None) -> None:
         self._text = _Kept(spool)
         self._reasoning = _Kept(spool)
-
-    def text(self, text: str) -> None:
-        self._text.add(text)
-
-    def reasoning(self, text: str) -> None:
-        self._reasoning.add(text)
+        # The sink's two methods, bound straight to the keepers: one call per network read.
+        self.text = self._text.add
+        self.reasoning = self._reasoning.add
 
     def content(self) -> str | SpooledText:
         return self._text.value()
