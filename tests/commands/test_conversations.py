@@ -46,6 +46,22 @@ def test_list_shows_the_most_recent_first(env):
     assert Path(rows[1]["path"]).name == f"{oldest}.jsonl"
 
 
+def test_list_shows_the_20_most_recent_unless_limit_says_otherwise(env):
+    for number in range(22):
+        chat(env, "-m", "echo", f"question {number}")
+    newest_first = ids()[::-1]
+    listed = run_cli("conversations", "list", env=env)
+    assert (listed.returncode, listed.stderr) == (0, b"")  # no note: stdout is not a terminal
+    assert [line.split()[0] for line in listed.stdout.decode().splitlines()] == newest_first[:20]
+    two = run_cli("conversations", "list", "-n", "2", "--json", env=env)
+    assert [row["id"] for row in json.loads(two.stdout)] == newest_first[:2]
+    every = run_cli("conversations", "list", "--limit", "0", env=env)
+    assert len(every.stdout.splitlines()) == 22
+    refused = run_cli("conversations", "list", "--limit", "-1", env=env)
+    assert refused.returncode == 2
+    assert b"'-n' / '--limit'" in refused.stderr
+
+
 def test_an_empty_store_lists_nothing(env):
     result = run_cli("conversations", "list", env=env)
     assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")

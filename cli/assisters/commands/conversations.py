@@ -21,16 +21,21 @@ def conversations() -> None:
     """
 
 
+DEFAULT_LIST_LIMIT = 20
+
+
 @conversations.command("list", context_settings=CONTEXT_SETTINGS)
+@click.option("-n", "--limit", type=click.IntRange(0, None), default=DEFAULT_LIST_LIMIT, show_default=True,
+              metavar="N", help="Show the N most recent (0: all of them).")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON array of {id, time, model, turns, first_words, path}.")
-def list_(as_json: bool) -> None:
+def list_(limit: int, as_json: bool) -> None:
     """The conversations, the most recent first: id, time, model, turns, first words."""
     import os
 
     from assisters.conversation.listing import list_conversations
 
-    list_conversations(os.environ, as_json=as_json)
+    list_conversations(os.environ, as_json=as_json, limit=limit or None)
 
 
 @conversations.command(context_settings=CONTEXT_SETTINGS)

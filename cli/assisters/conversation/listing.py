@@ -35,11 +35,16 @@ def local_time(stamp: str) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(calendar.timegm(moment)))
 
 
-def list_conversations(environ: Mapping[str, str], *, as_json: bool) -> None:
+def list_conversations(environ: Mapping[str, str], *, as_json: bool, limit: int | None = None) -> None:
+    """The ``limit`` most recent (None: all). Only those files are read: every chat is
+    stored, so a store grows to thousands of conversations, and listing the newest
+    must not read them all."""
     streams = system_streams(environ)
     store = Store.from_environ(environ)
+    files = store.files()
+    shown = files[::-1] if limit is None else files[: -limit - 1 : -1]
     rows = []
-    for file in reversed(store.files()):
+    for file in shown:
         summary = summarize(file.id, file.load().records)
         rows.append({"id": summary.id, "time": summary.time, "model": summary.model, "turns": summary.turns,
                      "first_words": summary.first_words, "path": str(file.path)})
@@ -49,6 +54,8 @@ def list_conversations(environ: Mapping[str, str], *, as_json: bool) -> None:
     lines = [f"{r['id']}  {local_time(r['time'])}  {r['model'] or '-'}  {r['turns']}  {r['first_words']}"
              for r in rows]
     _out(streams, "".join(line + "\n" for line in lines).encode())
+    if len(shown) < len(files) and streams.stdout_is_tty:  # a person reading; a script knows its --limit
+        streams.warn(f"({len(shown)} of {len(files)} conversations; --limit 0 lists them all)")
 
 
 def show_conversation(environ: Mapping[str, str], wanted: str | None, *, as_json: bool) -> None:
