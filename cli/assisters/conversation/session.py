@@ -112,8 +112,9 @@ _NO_TRANSCRIPT = Transcript()  # shows "": nothing was kept
 
 class Turn:
     """How one request ended: ``result`` when the answer completed; else ``error``
-    or ``interrupted`` (``pipe_closed``: stdout's reader left); ``transcript`` is
-    what was shown either way; ``dropped``, the exchanges --context drop-oldest left out."""
+    or ``interrupted`` (``pipe_closed``: stdout's reader left); ``content`` and
+    ``reasoning`` are what was shown either way (a string, or the spool of a long
+    one-shot answer); ``dropped``, the exchanges --context drop-oldest left out."""
 
     def __init__(self, transcript: Transcript, result: ChatResult | None = None,
                  error: AssistersError | None = None, interrupted: bool = False,
