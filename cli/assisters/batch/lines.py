@@ -68,6 +68,20 @@ def failure_kind(error: AssistersError) -> str:
     return error_class(error)
 
 
+def parse_line(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """A JSON Lines line of a batch file (request or output) as its object and its
+    ``custom_id``: ``(None, None)`` when it is not a JSON object, the id None when it
+    is missing or not a string."""
+    try:
+        line = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None, None
+    if not isinstance(line, dict):
+        return None, None
+    custom_id = line.get("custom_id")
+    return line, custom_id if isinstance(custom_id, str) else None
+
+
 def is_failure(line: dict[str, Any]) -> bool:
     """Whether an OUTPUT line records a failure (what ``--retry-failed`` sends again)."""
     if line.get("error") is not None:

@@ -31,7 +31,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from assisters.batch.atomic import atomic_file
-from assisters.batch.lines import is_failure
+from assisters.batch.lines import is_failure, parse_line
 from assisters.errors import AssistersError, ExitStatus, RequestError
 from assisters.redact import scrub_bytes
 
@@ -66,7 +66,7 @@ def scan_output(path: str, *, repair: bool = True) -> OutputIndex:
             if not raw:
                 break
             if not raw.endswith(b"\n"):
-                if isinstance(_custom_id(raw), str):  # whole, only its newline missing (edited by hand)
+                if parse_line(raw)[1] is not None:  # whole, only its newline missing (edited by hand)
                     if repair:
                         handle.write(b"\n")
                     raw += b"\n"
@@ -83,15 +83,10 @@ def scan_output(path: str, *, repair: bool = True) -> OutputIndex:
 
 
 def _index_line(index: OutputIndex, raw: bytes, path: str, number: int) -> None:
-    try:
-        line = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        line = None
-    custom_id = line.get("custom_id") if isinstance(line, dict) else None
-    if not isinstance(custom_id, str):
+    line, custom_id = parse_line(raw)
+    if line is None or custom_id is None:
         raise RequestError(f"{path}:{number}: not a batch output line (no custom_id); "
                            "is this the right OUTPUT file?")
-    assert isinstance(line, dict)
     index.lines += 1
     index.done.add(custom_id)
     if is_failure(line):
@@ -108,21 +103,13 @@ def drop_lines(path: str, custom_ids: set[str]) -> int:
     try:
         with open(path, "rb") as source, atomic_file(path, error=_unusable) as target:
             for raw in source:
-                if raw.strip() and _custom_id(raw) in custom_ids:
+                if raw.strip() and parse_line(raw)[1] in custom_ids:
                     dropped += 1
                     continue
                 target.write(raw)
     except OSError as exc:  # reading it
         raise _unusable(path, exc) from None
     return dropped
-
-
-def _custom_id(raw: bytes) -> object:
-    try:
-        line = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    return line.get("custom_id") if isinstance(line, dict) else None
 
 
 class OutputWriter:

@@ -31,7 +31,7 @@ from typing import IO, Any, Protocol
 import orjson
 
 from assisters.batch.atomic import atomic_file
-from assisters.batch.lines import is_failure
+from assisters.batch.lines import is_failure, parse_line
 from assisters.batch.provider import BatchClient
 from assisters.batch.states import error_summary, state_of
 from assisters.errors import AssistersError, ExitStatus, ProtocolError, RequestError
@@ -207,15 +207,10 @@ def _lines(source: _Source) -> Iterator[tuple[bytes, str, int, bool]]:
         line = raw.rstrip(b"\r\n")
         if not line.strip():
             continue
-        try:
-            parsed = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            parsed = None
-        custom_id = parsed.get("custom_id") if isinstance(parsed, dict) else None
-        if not isinstance(custom_id, str):
+        parsed, custom_id = parse_line(line)
+        if parsed is None or custom_id is None:
             raise ProtocolError(f"line {number} of the {source.kind} file is not a Batch output line "
                                 "with a custom_id")
-        assert isinstance(parsed, dict)
         yield line, custom_id, start, is_failure(parsed)
 
 
@@ -243,10 +238,7 @@ def custom_ids_of(path: Path) -> list[str]:
 
 
 def _request_id(raw: bytes, path: Path, number: int) -> str:
-    try:
-        custom_id = orjson.loads(raw).get("custom_id")
-    except (orjson.JSONDecodeError, AttributeError):
-        custom_id = None
-    if not isinstance(custom_id, str):
+    custom_id = parse_line(raw)[1]
+    if custom_id is None:
         raise RequestError(f"{path}:{number}: not a Batch request line with a custom_id")
     return custom_id
