@@ -9,8 +9,9 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,16 @@ def run_measured(tmp_path: Path, *args: str, env: dict[str, str]) -> tuple[int, 
     status, peak_kb = report.stdout.split()
     assert sys.platform.startswith("linux")  # ru_maxrss in kilobytes
     return int(status), out.read_bytes(), err.read_bytes(), int(peak_kb) / 1024
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 30.0) -> bool:
+    """Poll a fact (server side, or on a screen); the deadline only guards against a hang."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
 
 
 def chunk(

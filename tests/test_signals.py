@@ -7,14 +7,13 @@ import pty
 import select
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from assisters.server.app import ChatServer
 from assisters.server.options import ServeOptions
-from tests.conftest import SECRET, cli_command
+from tests.conftest import SECRET, cli_command, wait_until
 
 LONG = ["-m", "lorem", "--max-tokens", "100000"]
 
@@ -28,16 +27,6 @@ def slow_server() -> Iterator[ChatServer]:
 
 def env_for(server: ChatServer, **extra: str) -> dict[str, str]:
     return {**os.environ, "ASSISTERS_BASE_URL": server.base_url, "ASSISTERS_API_KEY": SECRET, **extra}
-
-
-def wait_until(condition, seconds: float = 10.0) -> bool:
-    """Poll a server-side fact; the deadline only guards against a hang."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def test_head_ends_the_stream_quietly_and_closes_the_connection(slow_server):

@@ -18,21 +18,12 @@ import pytest
 from assisters.server.app import ChatServer
 from assisters.server.options import ServeOptions
 from tests.batch.helpers import batch_run, by_id, output_lines, prompts_file, start_batch
+from tests.conftest import wait_until
 
 SLOW = bool(os.environ.get("ASSISTERS_SLOW_TESTS"))
 KILL_POINTS = 12 if SLOW else 3
 PROMPTS = 60
 CONCURRENCY = 8
-
-
-def wait_until(condition, seconds: float = 30.0) -> bool:
-    """Poll a fact; the deadline only guards against a hang."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def lines_in(path: Path) -> int:

@@ -17,7 +17,7 @@ import pytest
 
 from assisters.server.app import ChatServer
 from assisters.server.options import ServeOptions
-from tests.conftest import SECRET, cli_command
+from tests.conftest import SECRET, cli_command, wait_until
 from tests.conversation.terminal import CTRL_C, CTRL_D, ENTER, UP, Terminal
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith(("linux", "darwin")), reason="needs a Unix pty")
@@ -27,13 +27,6 @@ def stored() -> list[dict[str, Any]]:
     folder = Path(os.environ["XDG_DATA_HOME"]) / "assisters" / "conversations"
     files = sorted(folder.glob("*.jsonl"), key=lambda p: p.stat().st_mtime)
     return [json.loads(line) for line in files[-1].read_text().splitlines()] if files else []
-
-
-def wait_until(condition: Callable[[], bool], seconds: float = 30) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and not condition():
-        time.sleep(0.02)
-    return condition()
 
 
 @pytest.fixture
