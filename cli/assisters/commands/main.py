@@ -77,8 +77,9 @@ def main(argv: list[str] | None = None) -> None:
         _say(click_error_line(exc))
         status = exc.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:
-        terminated = type(exc).__name__ == "Terminated"  # errors.Terminated: SIGTERM, where asked for
-        status = _status("TERMINATED" if terminated else "INTERRUPTED")
+        from assisters.errors import Terminated  # SIGTERM, where a command asked for it
+
+        status = _status("TERMINATED" if isinstance(exc, Terminated) else "INTERRUPTED")
     except BrokenPipeError:
         streams_ok = False
         status = _status("BROKEN_PIPE")

@@ -62,19 +62,20 @@ class _Kept:
         if self._folder is not None and self._held >= SPOOL_AFTER:
             if self._spool is None:
                 self._spool = SpooledText(self._folder)
-            for text in self._joined:
-                self._spool.write(text)
-            self._joined.clear()
-            self._held = 0
+            self._spill(self._spool)
+
+    def _spill(self, spool: SpooledText) -> None:
+        for text in self._joined:
+            spool.write(text)
+        self._joined.clear()
+        self._held = 0
 
     def value(self) -> str | SpooledText:
         """The text, joined (the pieces are let go: one copy of a long answer, not
         two), or the spool with the rest written to it."""
         self._join()
         if self._spool is not None:
-            for text in self._joined:
-                self._spool.write(text)
-            self._joined.clear()
+            self._spill(self._spool)
             return self._spool
         text = "".join(self._joined)
         self._joined = [text]
